@@ -1,0 +1,828 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Agent side of the bus: connect and hello, map the regions, and serve the
+ * request ring from one thread.
+ *
+ * Loop: take every committed request descriptor, run its handler with
+ * read-only views of the payload and contexts, write the answer straight into
+ * the response ring (a frame reserved before the handler runs; a body that
+ * outgrows the contiguous space moves to a private buffer and is copied in
+ * at commit), then publish the batch: release-store the response tail and the
+ * request head, one fence, and a FUTEX_WAKE only for a gateway that announced
+ * itself as a sleeper.
+ *
+ * Idle: poll the ring for idle_spin_ns unless the last request came from a
+ * gateway thread on this CPU (polling would only keep it off the CPU), then
+ * sleep on the request doorbell, waking at least every heartbeat to refresh
+ * the heartbeat word and notice a gateway that went away.
+ *
+ * The agent trusts the gateway's layout but still bounds-checks every
+ * descriptor against the arena, so a bad descriptor costs an error answer,
+ * never a crash.
+ */
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "pbus/agent.h"
+#include "pbus/hooks.h"
+#include "gw.h"
+
+#define BATCH 32
+#define RESERVE_PREF 4096u /* wrap early rather than start a frame with less */
+
+struct pbus_call {
+	struct pbus_agent *a;
+	struct pbus_req_desc d; /* local copy of the descriptor */
+	const uint8_t *payload, *gctx, *lctx;
+	/* response under construction */
+	uint64_t frame_off;     /* ring offset of the reserved frame */
+	uint8_t *body;          /* ring body or a->ovf */
+	size_t cap, len;
+	int in_ring;
+	int err;
+	uint32_t flags;
+	uint32_t nkeys;
+	msgpack_packer pk;
+};
+
+struct pbus_agent {
+	char name[PBUS_NAME_MAX];
+	char sock_path[108];
+	int connect_timeout_ms;
+	unsigned heartbeat_ms;
+	unsigned idle_spin_ns;
+	int no_signals;
+	struct {
+		pbus_handler_fn *fn;
+		void *arg;
+	} h[PBUS_HOOK_COUNT];
+
+	int sock;
+	struct pbus__region chan, arena;
+	struct pbus_chan_hdr *hdr;
+	struct pbus_req_desc *req;
+	uint32_t req_mask;
+	uint8_t *resp;
+	uint64_t resp_size;
+	const uint8_t *cfg;
+	size_t cfg_len;
+	uint32_t epoch;
+
+	uint64_t req_head;      /* private copies of our indices */
+	uint64_t resp_tail;
+	uint64_t resp_head_cache;
+	_Atomic int stop;
+	int gone;               /* gateway went away */
+	int last_cpu;           /* CPU of the last request's sender */
+	int mycpu;
+
+	uint8_t *ovf;           /* overflow body buffer */
+	size_t ovf_cap;
+	struct pbus_call call;
+};
+
+static volatile sig_atomic_t sig_stop;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	sig_stop = 1;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+int pbus_agent_create(const struct pbus_agent_opts *o, struct pbus_agent **out)
+{
+	struct pbus_agent_opts def = {0};
+	struct pbus_agent *a;
+	const char *name, *sock;
+
+	if (!o)
+		o = &def;
+	name = o->name ? o->name : getenv("PBUS_PLUGIN");
+	sock = o->sock_path ? o->sock_path : getenv("PBUS_SOCK");
+	if (!name || !*name || strlen(name) >= PBUS_NAME_MAX)
+		return -EINVAL;
+	if (!sock || !*sock || strlen(sock) >= 108)
+		return -EINVAL;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	strcpy(a->name, name);
+	strcpy(a->sock_path, sock);
+	a->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms
+						      : 5000;
+	a->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
+	a->idle_spin_ns = o->idle_spin_ns;
+	a->no_signals = o->no_signals;
+	a->sock = -1;
+	a->chan.fd = a->arena.fd = -1;
+	a->last_cpu = -1;
+	a->call.a = a;
+	*out = a;
+	return 0;
+}
+
+void pbus_agent_destroy(struct pbus_agent *a)
+{
+	if (!a)
+		return;
+	if (a->hdr)
+		__atomic_store_n(&a->hdr->agent_state, PBUS_PEER_GONE,
+				 __ATOMIC_RELEASE);
+	pbus__region_close(&a->chan);
+	pbus__region_close(&a->arena);
+	if (a->sock >= 0)
+		close(a->sock);
+	free(a->ovf);
+	free(a);
+}
+
+int pbus_agent_on(struct pbus_agent *a, int hook, pbus_handler_fn *fn,
+		  void *arg)
+{
+	if (hook < 0 || hook >= PBUS_HOOK_COUNT || !fn || a->hdr)
+		return -EINVAL;
+	a->h[hook].fn = fn;
+	a->h[hook].arg = arg;
+	return 0;
+}
+
+static int dial(struct pbus_agent *a)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	uint64_t until = pbus__now_ns() +
+			 (uint64_t)a->connect_timeout_ms * 1000000ull;
+	int fd, ret;
+
+	strcpy(sa.sun_path, a->sock_path);
+	for (;;) {
+		fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			return -errno;
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0)
+			return fd;
+		ret = -errno;
+		close(fd);
+		if ((ret != -ENOENT && ret != -ECONNREFUSED) ||
+		    pbus__now_ns() >= until)
+			return ret;
+		usleep(10000);
+	}
+}
+
+static int check_regions(struct pbus_agent *a, const struct pbus_msg_welcome *w)
+{
+	struct pbus_chan_hdr *h = a->chan.base;
+	const struct pbus_arena_hdr *ah = a->arena.base;
+	uint64_t csz = a->chan.size;
+
+	if (h->magic != PBUS_MAGIC || h->abi != PBUS_ABI_VERSION ||
+	    ah->magic != PBUS_ARENA_MAGIC || ah->abi != PBUS_ABI_VERSION)
+		return -EPROTO;
+	if (h->epoch != w->epoch || !h->req_slots ||
+	    h->req_slots & (h->req_slots - 1) || !h->resp_size ||
+	    h->resp_size & (h->resp_size - 1))
+		return -EPROTO;
+	if (h->req_off + (uint64_t)h->req_slots * 64 > csz ||
+	    h->resp_off + h->resp_size > csz ||
+	    h->cfg_off + h->cfg_len > csz || h->arena_size != a->arena.size)
+		return -EPROTO;
+	return 0;
+}
+
+int pbus_agent_connect(struct pbus_agent *a)
+{
+	struct pbus_msg_hello m;
+	struct pbus_msg_welcome w;
+	int fds[2], nfds = 0, ret;
+	ssize_t n;
+
+	if (a->hdr)
+		return -EISCONN;
+	ret = dial(a);
+	if (ret < 0)
+		return ret;
+	a->sock = ret;
+	memset(&m, 0, sizeof(m));
+	pbus__msg_hdr_init(&m.h, PBUS_MSG_HELLO, sizeof(m));
+	for (int i = 0; i < PBUS_HOOK_COUNT; i++)
+		if (a->h[i].fn)
+			m.hooks |= 1u << i;
+	m.pid = (uint32_t)getpid();
+	strcpy(m.name, a->name);
+	ret = pbus__ctl_send(a->sock, &m, sizeof(m), NULL, 0);
+	if (ret)
+		goto out_close;
+	n = pbus__ctl_recv(a->sock, &w, sizeof(w), fds, &nfds, 2);
+	if (n < 0) {
+		ret = (int)n;
+		goto out_close;
+	}
+	if (n == 0) {
+		ret = -ECONNRESET;
+		goto out_fds;
+	}
+	if (pbus__msg_hdr_check(&w.h, (size_t)n) ||
+	    (size_t)n != sizeof(w)) {
+		ret = -EPROTO;
+		goto out_fds;
+	}
+	if (w.h.type == PBUS_MSG_REJECT) {
+		w.reason[sizeof(w.reason) - 1] = 0;
+		pbus__err("gateway refused plugin '%s': %s", a->name, w.reason);
+		ret = w.status < 0 ? w.status : -ECONNREFUSED;
+		goto out_fds;
+	}
+	if (w.h.type != PBUS_MSG_WELCOME || nfds != 2) {
+		ret = -EPROTO;
+		goto out_fds;
+	}
+	ret = pbus__region_map(fds[0], 1, PBUS_CHAN_HDR_SIZE, &a->chan);
+	if (ret)
+		goto out_fds;
+	nfds = 1; /* fds[0] now belongs to a->chan */
+	ret = pbus__region_map(fds[1], 0, PBUS_ARENA_HDR_SIZE, &a->arena);
+	if (ret) {
+		close(fds[1]);
+		goto out_chan;
+	}
+	ret = check_regions(a, &w);
+	if (ret)
+		goto out_arena;
+	a->hdr = a->chan.base;
+	a->epoch = w.epoch;
+	a->req = (struct pbus_req_desc *)((uint8_t *)a->chan.base +
+					  a->hdr->req_off);
+	a->req_mask = a->hdr->req_slots - 1;
+	a->resp = (uint8_t *)a->chan.base + a->hdr->resp_off;
+	a->resp_size = a->hdr->resp_size;
+	a->cfg = a->hdr->cfg_len ? (uint8_t *)a->chan.base + a->hdr->cfg_off
+				 : NULL;
+	a->cfg_len = a->hdr->cfg_len;
+	if (!a->idle_spin_ns)
+		a->idle_spin_ns = a->hdr->idle_spin_ns;
+	a->req_head = a->resp_tail = a->resp_head_cache = 0;
+	a->mycpu = sched_getcpu();
+	__atomic_store_n(&a->hdr->agent_pid, (uint32_t)getpid(),
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)a->mycpu,
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&a->hdr->heartbeat_ns, pbus__now_ns(),
+			 __ATOMIC_RELAXED);
+	__atomic_store_n(&a->hdr->agent_state, PBUS_PEER_RUNNING,
+			 __ATOMIC_RELEASE);
+	if (!a->no_signals) {
+		struct sigaction sa = {.sa_handler = on_signal};
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
+	return 0;
+out_arena:
+	pbus__region_close(&a->arena);
+out_chan:
+	pbus__region_close(&a->chan);
+	nfds = 0;
+out_fds:
+	for (int i = 0; i < nfds; i++)
+		close(fds[i]);
+out_close:
+	close(a->sock);
+	a->sock = -1;
+	return ret;
+}
+
+const void *pbus_agent_config(const struct pbus_agent *a, size_t *len)
+{
+	if (len)
+		*len = a->cfg_len;
+	return a->cfg;
+}
+
+const char *pbus_agent_name(const struct pbus_agent *a)
+{
+	return a->name;
+}
+
+uint32_t pbus_agent_epoch(const struct pbus_agent *a)
+{
+	return a->epoch;
+}
+
+void pbus_agent_stop(struct pbus_agent *a)
+{
+	atomic_store(&a->stop, 1);
+	if (a->hdr) {
+		__atomic_fetch_add(&a->hdr->req_data.seq, 1, __ATOMIC_RELEASE);
+		pbus__futex_wake(&a->hdr->req_data.seq, INT_MAX);
+	}
+}
+
+/* ---------------------------------------------------------------- events */
+
+static inline void ev_notify(struct pbus_event *ev)
+{
+	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
+		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
+		pbus__futex_wake(&ev->seq, INT_MAX);
+	}
+}
+
+static int must_leave(struct pbus_agent *a)
+{
+	return sig_stop || atomic_load_explicit(&a->stop, memory_order_relaxed) ||
+	       a->gone ||
+	       __atomic_load_n(&a->hdr->closing, __ATOMIC_RELAXED);
+}
+
+/* Is the gateway still there? Checks the control socket for EOF. */
+static void check_gateway(struct pbus_agent *a)
+{
+	char c;
+	ssize_t n = recv(a->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		a->gone = 1;
+}
+
+/* ---------------------------------------------------------------- responses */
+
+/* Publish everything written so far. The exchange is the full fence that
+ * orders our stores before the read of the gateway's waiters flags. */
+static void publish(struct pbus_agent *a)
+{
+	struct pbus_chan_hdr *h = a->hdr;
+
+	__atomic_store_n(&h->req_head, a->req_head, __ATOMIC_RELEASE);
+	__atomic_exchange_n(&h->resp_tail, a->resp_tail, __ATOMIC_SEQ_CST);
+	ev_notify(&h->resp_data);
+	ev_notify(&h->req_space);
+}
+
+/*
+ * Make @need contiguous bytes available at the response tail, wrapping with
+ * a PAD frame or waiting for the gateway to drain. Returns the contiguous
+ * bytes available (>= need), or -errno when we must leave.
+ */
+static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
+{
+	struct pbus_chan_hdr *h = a->hdr;
+	uint64_t size = a->resp_size;
+
+	if (need > size)
+		return -EMSGSIZE;
+	for (;;) {
+		uint64_t used = a->resp_tail - a->resp_head_cache;
+		uint64_t free_ = size - used;
+		uint64_t off = a->resp_tail & (size - 1), to_end = size - off;
+
+		if (free_ < pref || free_ < need) {
+			a->resp_head_cache = __atomic_load_n(&h->resp_head,
+							     __ATOMIC_ACQUIRE);
+			used = a->resp_tail - a->resp_head_cache;
+			if (used > size) /* gateway bug: resync */
+				a->resp_head_cache = a->resp_tail - size;
+			free_ = size - (a->resp_tail - a->resp_head_cache);
+		}
+		if (to_end >= need && (to_end >= pref || free_ <= to_end)) {
+			if (free_ >= need)
+				return (int64_t)(free_ < to_end ? free_ : to_end);
+		} else if (free_ >= to_end + need) {
+			struct pbus_resp_frame pad = {.len = (uint32_t)to_end,
+						      .type = PBUS_FRAME_PAD};
+
+			memcpy(a->resp + off, &pad, sizeof(pad));
+			a->resp_tail += to_end;
+			continue;
+		}
+		/* Not enough room: publish what we have and wait. */
+		publish(a);
+		{
+			uint32_t seq = __atomic_load_n(&h->resp_space.seq,
+						       __ATOMIC_ACQUIRE);
+			uint64_t until = pbus__now_ns() +
+					 (uint64_t)a->heartbeat_ms * 1000000ull;
+
+			__atomic_fetch_add(&h->resp_space.waiters, 1,
+					   __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&h->resp_head, __ATOMIC_ACQUIRE) ==
+			    a->resp_head_cache)
+				pbus__futex_wait(&h->resp_space.seq, seq, until);
+			__atomic_fetch_sub(&h->resp_space.waiters, 1,
+					   __ATOMIC_RELAXED);
+		}
+		if (must_leave(a))
+			return -ENOTCONN;
+		check_gateway(a);
+	}
+}
+
+/* Reserve the frame for the call about to run. */
+static int call_begin(struct pbus_call *c)
+{
+	struct pbus_agent *a = c->a;
+	int64_t got = resp_space(a, PBUS_FRAME_ALIGN,
+				 RESERVE_PREF + sizeof(struct pbus_resp_frame));
+
+	if (got < 0)
+		return (int)got;
+	c->frame_off = a->resp_tail & (a->resp_size - 1);
+	c->body = a->resp + c->frame_off + sizeof(struct pbus_resp_frame);
+	c->cap = (size_t)got - sizeof(struct pbus_resp_frame);
+	c->len = 0;
+	c->in_ring = 1;
+	c->err = 0;
+	c->flags = 0;
+	c->nkeys = 0;
+	return 0;
+}
+
+static int body_write(void *data, const char *buf, size_t n)
+{
+	struct pbus_call *c = data;
+	struct pbus_agent *a = c->a;
+
+	if (c->err)
+		return -1;
+	if (c->len + n > c->cap) {
+		size_t want = c->len + n, limit = a->resp_size -
+						  2 * PBUS_FRAME_ALIGN;
+		size_t cap = a->ovf_cap ? a->ovf_cap : 65536;
+		uint8_t *nb;
+
+		if (want > limit) {
+			c->err = -EMSGSIZE;
+			return -1;
+		}
+		while (cap < want)
+			cap *= 2;
+		if (cap > a->ovf_cap) {
+			nb = realloc(a->ovf, cap);
+			if (!nb) {
+				c->err = -ENOMEM;
+				return -1;
+			}
+			a->ovf = nb;
+			a->ovf_cap = cap;
+		}
+		if (c->in_ring)
+			memcpy(a->ovf, c->body, c->len);
+		c->body = a->ovf;
+		c->cap = a->ovf_cap;
+		c->in_ring = 0;
+	}
+	memcpy(c->body + c->len, buf, n);
+	c->len += n;
+	return 0;
+}
+
+static uint32_t key_flag(const char *key)
+{
+	static const struct {
+		const char *k;
+		uint32_t f;
+	} m[] = {
+		{"modified_payload", PBUS_RF_MODIFIED},
+		{"violation", PBUS_RF_VIOLATION},
+		{"metadata", PBUS_RF_METADATA},
+		{"state", PBUS_RF_STATE},
+		{"global_state", PBUS_RF_GSTATE},
+		{"error", PBUS_RF_ERROR},
+	};
+
+	for (unsigned i = 0; i < sizeof(m) / sizeof(m[0]); i++)
+		if (!strcmp(m[i].k, key))
+			return m[i].f;
+	return 0;
+}
+
+msgpack_packer *pbus_call_put(struct pbus_call *c, const char *key)
+{
+	static const char map32[5] = {(char)0xdf, 0, 0, 0, 0};
+	size_t kl = strlen(key);
+
+	if (!c->nkeys) {
+		msgpack_packer_init(&c->pk, c, body_write);
+		body_write(c, map32, sizeof(map32));
+	}
+	c->nkeys++;
+	c->flags |= key_flag(key);
+	msgpack_pack_str_with_body(&c->pk, key, kl);
+	return &c->pk;
+}
+
+void pbus_call_set_flags(struct pbus_call *c, uint32_t flags)
+{
+	c->flags |= flags & PBUS_RF_ALL;
+}
+
+msgpack_packer *pbus_call_modify(struct pbus_call *c)
+{
+	return pbus_call_put(c, "modified_payload");
+}
+
+static void pack_cstr(msgpack_packer *pk, const char *s)
+{
+	s = s ? s : "";
+	msgpack_pack_str_with_body(pk, s, strlen(s));
+}
+
+int pbus_call_violate(struct pbus_call *c, const char *code,
+		      const char *reason, const char *description)
+{
+	msgpack_packer *pk = pbus_call_put(c, "violation");
+
+	msgpack_pack_map(pk, 4);
+	pack_cstr(pk, "reason");
+	pack_cstr(pk, reason);
+	pack_cstr(pk, "description");
+	pack_cstr(pk, description);
+	pack_cstr(pk, "code");
+	pack_cstr(pk, code);
+	pack_cstr(pk, "details");
+	msgpack_pack_map(pk, 0);
+	c->flags |= PBUS_RF_STOP;
+	return 0;
+}
+
+int pbus_call_fail(struct pbus_call *c, const char *message)
+{
+	pack_cstr(pbus_call_put(c, "error"), message);
+	return 0;
+}
+
+/* Finish the frame for the current call (after its handler ran). */
+static int call_commit(struct pbus_call *c, uint32_t handler_ns)
+{
+	struct pbus_agent *a = c->a;
+	struct pbus_resp_frame f;
+	uint64_t flen;
+
+	if (c->err) {
+		/* The body could not be built: answer with a bare error. */
+		c->nkeys = 0;
+		c->len = 0;
+		c->in_ring = 1;
+		c->flags = PBUS_RF_ERROR;
+	}
+	if (c->nkeys) {
+		uint32_t n = c->nkeys;
+
+		c->body[1] = (uint8_t)(n >> 24);
+		c->body[2] = (uint8_t)(n >> 16);
+		c->body[3] = (uint8_t)(n >> 8);
+		c->body[4] = (uint8_t)n;
+	} else {
+		c->len = 0;
+	}
+	flen = (sizeof(f) + c->len + PBUS_FRAME_ALIGN - 1) &
+	       ~(uint64_t)(PBUS_FRAME_ALIGN - 1);
+	if (!c->in_ring) {
+		int64_t got = resp_space(a, flen, flen);
+
+		if (got < 0)
+			return (int)got;
+		c->frame_off = a->resp_tail & (a->resp_size - 1);
+		memcpy(a->resp + c->frame_off + sizeof(f), c->body, c->len);
+	}
+	f.len = (uint32_t)flen;
+	f.type = PBUS_FRAME_RESP;
+	f.id = c->d.id;
+	f.epoch = a->epoch;
+	f.flags = c->flags;
+	f.body_len = (uint32_t)c->len;
+	f.handler_ns = handler_ns;
+	memcpy(a->resp + c->frame_off, &f, sizeof(f));
+	a->resp_tail += flen;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- serving */
+
+static const uint8_t *arena_at(struct pbus_agent *a, uint64_t off,
+			       uint32_t len, int *bad)
+{
+	if (!len)
+		return NULL;
+	if (off > a->arena.size || len > a->arena.size - off) {
+		*bad = 1;
+		return NULL;
+	}
+	return (const uint8_t *)a->arena.base + off;
+}
+
+static int serve_one(struct pbus_agent *a, uint64_t pos)
+{
+	struct pbus_call *c = &a->call;
+	int bad = 0, ret;
+
+	memcpy(&c->d, &a->req[pos & a->req_mask], sizeof(c->d));
+	ret = call_begin(c);
+	if (ret)
+		return ret;
+	c->payload = arena_at(a, c->d.payload_off, c->d.payload_len, &bad);
+	c->gctx = arena_at(a, c->d.gctx_off, c->d.gctx_len, &bad);
+	c->lctx = arena_at(a, c->d.lctx_off, c->d.lctx_len, &bad);
+	a->last_cpu = (int)c->d.cpu;
+	if (bad || c->d.epoch != a->epoch) {
+		pbus_call_fail(c, "bad request descriptor");
+	} else if (c->d.hook >= PBUS_HOOK_COUNT || !a->h[c->d.hook].fn) {
+		c->flags |= PBUS_RF_UNSUPPORTED;
+	} else {
+		ret = a->h[c->d.hook].fn(c, a->h[c->d.hook].arg);
+		if (ret < 0 && !(c->flags & PBUS_RF_ERROR))
+			pbus_call_fail(c, strerror(-ret));
+	}
+	return call_commit(c, 0);
+}
+
+/* Serve up to BATCH committed requests. Returns the count or -errno. */
+static int serve_batch(struct pbus_agent *a)
+{
+	uint64_t tail = __atomic_load_n(&a->hdr->req_tail, __ATOMIC_ACQUIRE);
+	int n = 0, ret;
+
+	if (tail - a->req_head > (uint64_t)a->req_mask + 1)
+		return -EPROTO; /* the gateway never does this */
+	while (a->req_head != tail && n < BATCH) {
+		ret = serve_one(a, a->req_head);
+		if (ret)
+			return ret;
+		a->req_head++;
+		n++;
+	}
+	if (n) {
+		publish(a);
+		a->hdr->handled += (uint64_t)n;
+	}
+	return n;
+}
+
+static inline int ring_empty(struct pbus_agent *a)
+{
+	return __atomic_load_n(&a->hdr->req_tail, __ATOMIC_ACQUIRE) ==
+	       a->req_head;
+}
+
+/* Wait for a request: poll, then sleep. 1 when one is there, 0 on timeout,
+ * -errno when we must leave. */
+static int wait_request(struct pbus_agent *a, uint64_t until)
+{
+	struct pbus_chan_hdr *h = a->hdr;
+	uint64_t now = pbus__now_ns(), spin_end = now + a->idle_spin_ns;
+	unsigned i = 0;
+
+	/* Poll unless our gateway thread shares this CPU. */
+	if (a->last_cpu != a->mycpu) {
+		while (ring_empty(a)) {
+			pbus__cpu_relax();
+			if ((++i & 63) == 0) {
+				if (must_leave(a))
+					return -ENOTCONN;
+				if (pbus__now_ns() >= spin_end)
+					break;
+			}
+		}
+		if (!ring_empty(a))
+			return 1;
+	}
+	for (;;) {
+		uint32_t seq;
+		uint64_t hb;
+
+		if (must_leave(a))
+			return -ENOTCONN;
+		now = pbus__now_ns();
+		if (until && now >= until)
+			return 0;
+		hb = now + (uint64_t)a->heartbeat_ms * 1000000ull;
+		seq = __atomic_load_n(&h->req_data.seq, __ATOMIC_ACQUIRE);
+		__atomic_store_n(&h->agent_state, PBUS_PEER_SLEEPING,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&h->req_data.waiters, 1, __ATOMIC_RELAXED);
+		atomic_thread_fence(memory_order_seq_cst);
+		if (ring_empty(a) && !must_leave(a))
+			pbus__futex_wait(&h->req_data.seq, seq,
+					 until && until < hb ? until : hb);
+		__atomic_store_n(&h->req_data.waiters, 0, __ATOMIC_RELAXED);
+		a->mycpu = sched_getcpu();
+		__atomic_store_n(&h->agent_cpu, (uint32_t)a->mycpu,
+				 __ATOMIC_RELAXED);
+		__atomic_store_n(&h->agent_state, PBUS_PEER_RUNNING,
+				 __ATOMIC_RELEASE);
+		__atomic_store_n(&h->heartbeat_ns, pbus__now_ns(),
+				 __ATOMIC_RELAXED);
+		if (!ring_empty(a))
+			return 1;
+		check_gateway(a);
+	}
+}
+
+int pbus_agent_poll(struct pbus_agent *a, int timeout_ms)
+{
+	uint64_t until;
+	int ret, total = 0;
+
+	if (!a->hdr)
+		return -ENOTCONN;
+	until = pbus__now_ns() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0) *
+					 1000000ull;
+	if (ring_empty(a)) {
+		ret = wait_request(a, until ? until : 1);
+		if (ret <= 0)
+			return ret;
+	}
+	while ((ret = serve_batch(a)) > 0)
+		total += ret;
+	return ret < 0 ? ret : total;
+}
+
+int pbus_agent_run(struct pbus_agent *a)
+{
+	int ret;
+
+	if (!a->hdr)
+		return -ENOTCONN;
+	for (;;) {
+		ret = serve_batch(a);
+		if (ret < 0)
+			break;
+		if (ret > 0)
+			continue;
+		ret = wait_request(a, 0);
+		if (ret < 0)
+			break;
+	}
+	__atomic_store_n(&a->hdr->agent_state, PBUS_PEER_GONE,
+			 __ATOMIC_RELEASE);
+	/* A requested stop is a clean exit; a vanished gateway is not. */
+	if (sig_stop || atomic_load(&a->stop))
+		return 0;
+	return ret;
+}
+
+/* ---------------------------------------------------------------- a call */
+
+int pbus_call_hook(const struct pbus_call *c)
+{
+	return c->d.hook;
+}
+
+uint64_t pbus_call_id(const struct pbus_call *c)
+{
+	return c->d.id;
+}
+
+const void *pbus_call_payload(const struct pbus_call *c, size_t *len)
+{
+	if (len)
+		*len = c->payload ? c->d.payload_len : 0;
+	return c->payload;
+}
+
+const void *pbus_call_global_ctx(const struct pbus_call *c, size_t *len)
+{
+	if (len)
+		*len = c->gctx ? c->d.gctx_len : 0;
+	return c->gctx;
+}
+
+const void *pbus_call_local_ctx(const struct pbus_call *c, size_t *len)
+{
+	if (len)
+		*len = c->lctx ? c->d.lctx_len : 0;
+	return c->lctx;
+}
+
+struct pbus_agent *pbus_call_agent(const struct pbus_call *c)
+{
+	return c->a;
+}
+
+/* ---------------------------------------------------------------- testing */
+
+/* Raw access for tests that play a hostile agent. */
+struct pbus_chan_hdr *pbus__agent_hdr(struct pbus_agent *a)
+{
+	return a->hdr;
+}
+
+int pbus__agent_arena_fd(struct pbus_agent *a)
+{
+	return a->arena.fd;
+}
+
+const void *pbus__agent_arena(struct pbus_agent *a, size_t *len)
+{
+	*len = a->arena.size;
+	return a->arena.base;
+}

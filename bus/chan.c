@@ -1,0 +1,584 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The gateway's hot path: submit a request descriptor, drain the response
+ * ring, wait for a result. See include/pbus/abi.h for the ring protocol and
+ * bus/gw.h for the concurrency model.
+ *
+ * Trust: everything in the channel is writable by the agent. The gateway
+ * writes request descriptors but never reads them back; from the response
+ * side it reads the tail index once per drain, copies each frame header once
+ * into a local, bounds-checks it against the ring and the tail, matches it to
+ * an outstanding request of the current epoch and copies the body out into
+ * the caller's lane before anyone decodes it. Anything else is dropped and
+ * counted. A malformed frame loses the framing, so the drain skips to the
+ * agent's tail: the calls whose answers were in the skipped bytes time out.
+ *
+ * Waiting: a caller spins only while the agent is running (or waking up) on
+ * another CPU, for a bounded budget learned from the channel's response
+ * times; otherwise it sleeps on the response doorbell. The agent calls
+ * FUTEX_WAKE only when a gateway thread has announced itself as a sleeper.
+ */
+#include <limits.h>
+#include <sched.h>
+#include <string.h>
+
+#include "gw.h"
+
+#define DEFAULT_TIMEOUT_NS (30ull * 1000000000ull)
+#define RESULT_SLACK 65536u /* result body may exceed max_payload by this */
+
+/* ---------------------------------------------------------------- locks */
+
+static inline void lock(_Atomic uint32_t *l)
+{
+	while (atomic_exchange_explicit(l, 1, memory_order_acquire))
+		while (atomic_load_explicit(l, memory_order_relaxed))
+			pbus__cpu_relax();
+}
+
+static inline int trylock(_Atomic uint32_t *l)
+{
+	return !atomic_load_explicit(l, memory_order_relaxed) &&
+	       !atomic_exchange_explicit(l, 1, memory_order_acquire);
+}
+
+static inline void unlock(_Atomic uint32_t *l)
+{
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+/* ---------------------------------------------------------------- events */
+
+/* Wake sleepers on @ev. The caller's publishing store must be ordered before
+ * this (full fence), pairing with the sleeper's waiters increment. */
+static inline void ev_notify(struct pbus_event *ev)
+{
+	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
+		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
+		pbus__futex_wake(&ev->seq, INT_MAX);
+	}
+}
+
+/* ---------------------------------------------------------------- refs */
+
+struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
+{
+	for (;;) {
+		struct pbus_chan *ch = atomic_load_explicit(
+			&p->chan, memory_order_acquire);
+		int32_t r;
+
+		if (!ch)
+			return NULL;
+		r = atomic_load_explicit(&ch->refs, memory_order_relaxed);
+		do {
+			if (r < 0)
+				return NULL;
+		} while (!atomic_compare_exchange_weak_explicit(
+			&ch->refs, &r, r + 1, memory_order_acquire,
+			memory_order_relaxed));
+		if (atomic_load_explicit(&p->chan, memory_order_acquire) == ch)
+			return ch;
+		pbus__chan_put(ch);
+	}
+}
+
+void pbus__chan_put(struct pbus_chan *ch)
+{
+	atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_release);
+}
+
+/* Take a reference on the channel struct @ticket was issued by, if it is
+ * still the same connection. */
+static struct pbus_chan *chan_by_epoch(struct pbus_peer *p, uint32_t epoch)
+{
+	for (unsigned i = 0; i < PBUS__CHAN_POOL; i++) {
+		struct pbus_chan *ch = p->pool[i];
+		int32_t r;
+
+		if (!ch)
+			continue;
+		r = atomic_load_explicit(&ch->refs, memory_order_relaxed);
+		do {
+			if (r < 0)
+				goto next;
+		} while (!atomic_compare_exchange_weak_explicit(
+			&ch->refs, &r, r + 1, memory_order_acquire,
+			memory_order_relaxed));
+		if (ch->epoch == epoch)
+			return ch;
+		pbus__chan_put(ch);
+next:;
+	}
+	return NULL;
+}
+
+/*
+ * Mark the channel dead and wake everyone who might wait on it: gateway
+ * threads (they fail their calls with @status) and the agent (it must leave).
+ * Control thread only, while the channel is still mapped.
+ */
+void pbus__chan_kill(struct pbus_chan *ch, int status)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
+
+	if (atomic_exchange(&ch->dead, 1))
+		return;
+	ch->dead_status = status;
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!ch->mapped)
+		return;
+	__atomic_store_n(&h->closing, 1, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&h->req_data.seq, 1, __ATOMIC_RELEASE);
+	pbus__futex_wake(&h->req_data.seq, INT_MAX);
+	__atomic_fetch_add(&h->resp_data.seq, 1, __ATOMIC_RELEASE);
+	pbus__futex_wake(&h->resp_data.seq, INT_MAX);
+	__atomic_fetch_add(&h->req_space.seq, 1, __ATOMIC_RELEASE);
+	pbus__futex_wake(&h->req_space.seq, INT_MAX);
+}
+
+/* ---------------------------------------------------------------- drain */
+
+static void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
+{
+	(void)ch;
+	atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
+}
+
+/* Handle one well-framed response. Drainer only. Returns 1 if it completed
+ * an entry. */
+static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
+		    const uint8_t *body)
+{
+	struct pbus_peer *p = ch->peer;
+	struct pbus_pending *e = &ch->pend[f->id & ch->req_mask];
+	uint32_t want = PEND_WAITING;
+	uint64_t off;
+	int status = 0;
+
+	if (f->epoch != ch->epoch) {
+		rej(ch, &p->rej_stale);
+		return 0;
+	}
+	if (atomic_load_explicit(&e->id, memory_order_relaxed) != f->id) {
+		rej(ch, &p->rej_unknown);
+		return 0;
+	}
+	if (!atomic_compare_exchange_strong_explicit(&e->state, &want,
+						     PEND_FILLING,
+						     memory_order_acquire,
+						     memory_order_relaxed)) {
+		if (want == PEND_DONE || e->answered == f->id)
+			rej(ch, &p->rej_dup);
+		else
+			rej(ch, &p->rej_unknown); /* abandoned */
+		return 0;
+	}
+	e->answered = f->id;
+	e->body = (struct pbus_ref){0, 0, 0};
+	if (f->body_len) {
+		struct pbus_bus *b = p->bus;
+
+		if (f->body_len > b->o.max_payload + RESULT_SLACK)
+			status = -EMSGSIZE;
+		else if (pbus__lane_alloc_res(e->lane, f->body_len, &off))
+			status = -ENOBUFS;
+		else {
+			memcpy((uint8_t *)b->arena.base + off, body,
+			       f->body_len);
+			e->body = (struct pbus_ref){off, f->body_len, 0};
+		}
+	}
+	e->status = status;
+	e->flags = f->flags & PBUS_RF_ALL;
+	e->handler_ns = f->handler_ns;
+	atomic_store_explicit(&e->state, PEND_DONE, memory_order_release);
+	return 1;
+}
+
+/* Drain every committed frame. Caller holds cons_lock and a reference.
+ * Returns the number of entries completed. */
+static unsigned drain(struct pbus_chan *ch)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
+	uint64_t tail = __atomic_load_n(&h->resp_tail, __ATOMIC_ACQUIRE);
+	uint64_t head = atomic_load_explicit(&ch->resp_head,
+					     memory_order_relaxed);
+	uint64_t size = ch->resp_size, mask = size - 1;
+	unsigned done = 0;
+
+	if (tail == head)
+		return 0;
+	if ((int64_t)(tail - head) < 0 || tail - head > size) {
+		rej(ch, &ch->peer->rej_bad);
+		goto resync;
+	}
+	while (head != tail) {
+		uint64_t off = head & mask, avail = tail - head;
+		uint64_t to_end = size - off;
+		struct pbus_resp_frame f;
+
+		if (to_end < sizeof(f) || avail < sizeof(f)) {
+			rej(ch, &ch->peer->rej_bad);
+			goto resync;
+		}
+		memcpy(&f, ch->resp + off, sizeof(f)); /* read once */
+		if (f.type == PBUS_FRAME_PAD) {
+			if (f.len != to_end || avail < to_end) {
+				rej(ch, &ch->peer->rej_bad);
+				goto resync;
+			}
+			head += to_end;
+			continue;
+		}
+		if (f.type != PBUS_FRAME_RESP || f.len < sizeof(f) ||
+		    f.len % PBUS_FRAME_ALIGN || f.len > to_end ||
+		    f.len > avail || f.body_len > f.len - sizeof(f)) {
+			rej(ch, &ch->peer->rej_bad);
+			goto resync;
+		}
+		done += complete(ch, &f, ch->resp + off + sizeof(f));
+		head += f.len;
+	}
+	goto publish;
+resync:
+	head = tail;
+publish:
+	atomic_store_explicit(&ch->resp_head, head, memory_order_relaxed);
+	__atomic_store_n(&h->resp_head, head, __ATOMIC_RELEASE);
+	atomic_thread_fence(memory_order_seq_cst);
+	ev_notify(&h->resp_space);
+	if (done)
+		ev_notify(&h->resp_data); /* other gateway sleepers */
+	return done;
+}
+
+static inline unsigned try_drain(struct pbus_chan *ch)
+{
+	unsigned n;
+
+	if (!trylock(&ch->cons_lock))
+		return 0;
+	n = drain(ch);
+	unlock(&ch->cons_lock);
+	return n;
+}
+
+/* ---------------------------------------------------------------- submit */
+
+static int submit(struct pbus_chan *ch, struct pbus_lane *l,
+		  const struct pbus_call_args *a, uint64_t now,
+		  uint64_t deadline, uint64_t *idp)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
+	struct pbus_pending *e;
+	struct pbus_req_desc *d;
+	uint64_t id;
+
+	for (;;) {
+		if (atomic_load_explicit(&ch->dead, memory_order_acquire))
+			return ch->dead_status;
+		lock(&ch->prod_lock);
+		id = atomic_load_explicit(&ch->next_id, memory_order_relaxed);
+		e = &ch->pend[id & ch->req_mask];
+		if (atomic_load_explicit(&e->state, memory_order_acquire) ==
+		    PEND_FREE) {
+			if (id - ch->req_head_cache > ch->req_mask) {
+				uint64_t hd = __atomic_load_n(&h->req_head,
+							      __ATOMIC_ACQUIRE);
+
+				if (hd > id || id - hd > ch->req_mask + 1) {
+					unlock(&ch->prod_lock);
+					rej(ch, &ch->peer->rej_bad);
+					return -EPROTO;
+				}
+				ch->req_head_cache = hd;
+			}
+			if (id - ch->req_head_cache <= ch->req_mask)
+				break;
+		}
+		unlock(&ch->prod_lock);
+		/* Back-pressure: ring or pending table full. */
+		now = pbus__now_ns();
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		try_drain(ch);
+		{
+			uint32_t seq = __atomic_load_n(&h->req_space.seq,
+						       __ATOMIC_ACQUIRE);
+			uint64_t until = now + 1000000;
+
+			__atomic_fetch_add(&h->req_space.waiters, 1,
+					   __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&h->req_head, __ATOMIC_ACQUIRE) ==
+			    ch->req_head_cache)
+				pbus__futex_wait(&h->req_space.seq, seq,
+						 until < deadline ? until
+								  : deadline);
+			__atomic_fetch_sub(&h->req_space.waiters, 1,
+					   __ATOMIC_RELAXED);
+		}
+	}
+
+	atomic_store_explicit(&e->id, id, memory_order_relaxed);
+	e->lane = l;
+	e->deadline = deadline;
+	e->t_submit = now;
+	atomic_store_explicit(&e->state, PEND_WAITING, memory_order_release);
+
+	d = &ch->req[id & ch->req_mask];
+	d->id = id;
+	d->epoch = ch->epoch;
+	d->hook = (uint16_t)a->hook;
+	d->flags = 0;
+	d->payload_off = a->payload.off;
+	d->payload_len = a->payload.len;
+	d->gctx_off = a->gctx.off;
+	d->gctx_len = a->gctx.len;
+	d->lctx_off = a->lctx.off;
+	d->lctx_len = a->lctx.len;
+	d->cpu = (uint32_t)sched_getcpu();
+	d->deadline_ns = deadline;
+	atomic_store_explicit(&ch->next_id, id + 1, memory_order_relaxed);
+	/* release the descriptor; the exchange is also the full fence that
+	 * orders it before our read of the agent's waiters flag */
+	__atomic_exchange_n(&h->req_tail, id + 1, __ATOMIC_SEQ_CST);
+	unlock(&ch->prod_lock);
+	atomic_store_explicit(&ch->peer->calls,
+			      atomic_load_explicit(&ch->peer->calls,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	ev_notify(&h->req_data);
+	*idp = id;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- wait */
+
+static inline int should_spin(struct pbus_chan *ch, uint64_t spun_ns,
+			      int mycpu)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
+	uint32_t max = ch->peer->bus->o.max_spin_ns;
+	uint32_t ewma = atomic_load_explicit(&ch->ewma_ns,
+					     memory_order_relaxed);
+	uint32_t st, cpu;
+
+	/* A peer known to take far longer than the budget: don't bother. */
+	if (spun_ns >= max || ewma > 2 * max)
+		return 0;
+	st = __atomic_load_n(&h->agent_state, __ATOMIC_RELAXED);
+	cpu = __atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED);
+	/* Running on our CPU: spinning would only keep it from running. */
+	if (st == PBUS_PEER_RUNNING && (int)cpu == mycpu)
+		return 0;
+	return st == PBUS_PEER_RUNNING || st == PBUS_PEER_SLEEPING;
+}
+
+static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
+		     uint64_t until)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
+	uint32_t seq = __atomic_load_n(&h->resp_data.seq, __ATOMIC_ACQUIRE);
+
+	__atomic_fetch_add(&h->resp_data.waiters, 1, __ATOMIC_SEQ_CST);
+	if (atomic_load_explicit(&e->state, memory_order_acquire) ==
+		    PEND_WAITING &&
+	    !atomic_load_explicit(&ch->dead, memory_order_acquire) &&
+	    __atomic_load_n(&h->resp_tail, __ATOMIC_ACQUIRE) ==
+		    atomic_load_explicit(&ch->resp_head, memory_order_relaxed)) {
+		pbus__futex_wait(&h->resp_data.seq, seq, until);
+	}
+	__atomic_fetch_sub(&h->resp_data.waiters, 1, __ATOMIC_RELAXED);
+}
+
+static int finish(struct pbus_chan *ch, struct pbus_pending *e,
+		  struct pbus_result *r, uint64_t now)
+{
+	struct pbus_bus *b = ch->peer->bus;
+	uint32_t lat = (uint32_t)(now - e->t_submit < UINT32_MAX
+					  ? now - e->t_submit
+					  : UINT32_MAX);
+	uint32_t ew = atomic_load_explicit(&ch->ewma_ns, memory_order_relaxed);
+
+	r->status = e->status;
+	r->flags = e->flags;
+	r->body = e->body;
+	r->body_ptr = e->body.len ? (uint8_t *)b->arena.base + e->body.off
+				  : NULL;
+	r->handler_ns = e->handler_ns;
+	atomic_store_explicit(&e->state, PEND_FREE, memory_order_release);
+	atomic_store_explicit(&ch->ewma_ns, ew - (ew >> 3) + (lat >> 3),
+			      memory_order_relaxed);
+	atomic_fetch_add_explicit(&ch->peer->completed, 1,
+				  memory_order_relaxed);
+	return r->status;
+}
+
+/* Give up on @e (deadline or dead channel). 1 if we took it back, 0 if a
+ * drainer is filling it right now (then it will be DONE in a moment). */
+static int abandon(struct pbus_pending *e)
+{
+	uint32_t want = PEND_WAITING;
+
+	return atomic_compare_exchange_strong(&e->state, &want, PEND_FREE);
+}
+
+static void fail_result(struct pbus_result *r, int status)
+{
+	memset(r, 0, sizeof(*r));
+	r->status = status;
+}
+
+static int collect(struct pbus_chan *ch, uint64_t id, uint64_t until,
+		   struct pbus_result *r)
+{
+	struct pbus_pending *e = &ch->pend[id & ch->req_mask];
+	uint64_t start = 0, now;
+	unsigned iter = 0;
+	int mycpu = -1;
+
+	if (atomic_load_explicit(&e->id, memory_order_relaxed) != id ||
+	    atomic_load_explicit(&e->state, memory_order_acquire) == PEND_FREE)
+		return -EINVAL;
+	for (;; iter++) {
+		if (atomic_load_explicit(&e->state, memory_order_acquire) ==
+		    PEND_DONE)
+			return finish(ch, e, r, pbus__now_ns());
+		if (try_drain(ch))
+			continue;
+		if (atomic_load_explicit(&ch->dead, memory_order_acquire)) {
+			if (abandon(e)) {
+				atomic_fetch_add(&ch->peer->agent_down, 1);
+				fail_result(r, ch->dead_status);
+				return r->status;
+			}
+			continue;
+		}
+		now = pbus__now_ns();
+		if (now >= e->deadline) {
+			if (abandon(e)) {
+				atomic_fetch_add(&ch->peer->timeouts, 1);
+				fail_result(r, -ETIMEDOUT);
+				return -ETIMEDOUT;
+			}
+			continue;
+		}
+		if (now >= until) {
+			fail_result(r, -EAGAIN);
+			return -EAGAIN;
+		}
+		if (!start)
+			start = now;
+		if ((iter & 255) == 0)
+			mycpu = sched_getcpu();
+		if (should_spin(ch, now - start, mycpu)) {
+			pbus__cpu_relax();
+			continue;
+		}
+		sleep_on(ch, e, e->deadline < until ? e->deadline : until);
+	}
+}
+
+/* ---------------------------------------------------------------- API */
+
+static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
+{
+	struct pbus_bus *b = p->bus;
+	uint64_t asz = b->arena.size;
+
+	if (a->hook < 0 || a->hook >= 64)
+		return -EINVAL;
+	if (a->payload.len > b->o.max_payload)
+		return -EMSGSIZE;
+	if (a->payload.off + a->payload.len > asz ||
+	    a->gctx.off + a->gctx.len > asz || a->lctx.off + a->lctx.len > asz)
+		return -EINVAL;
+	return 0;
+}
+
+static uint64_t make_ticket(uint32_t epoch, uint64_t id)
+{
+	return ((uint64_t)epoch << 40) | (id & ((1ull << 40) - 1));
+}
+
+int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
+		const struct pbus_call_args *a, uint64_t *ticket)
+{
+	uint64_t now, id;
+	struct pbus_chan *ch;
+	int ret = check_args(p, a);
+
+	if (ret)
+		return ret;
+	ch = pbus__chan_tryget(p);
+	if (!ch) {
+		atomic_fetch_add(&p->agent_down, 1);
+		return -ENOTCONN;
+	}
+	now = pbus__now_ns();
+	ret = submit(ch, l, a, now,
+		     now + (a->timeout_ns ? a->timeout_ns : DEFAULT_TIMEOUT_NS),
+		     &id);
+	if (!ret)
+		*ticket = make_ticket(ch->epoch, id);
+	else if (ret == -ENOTCONN)
+		atomic_fetch_add(&p->agent_down, 1);
+	pbus__chan_put(ch);
+	return ret;
+}
+
+int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
+		 struct pbus_result *r)
+{
+	struct pbus_chan *ch = chan_by_epoch(p, (uint32_t)(ticket >> 40));
+	uint64_t low = ticket & ((1ull << 40) - 1), id, next;
+	int ret;
+
+	if (!ch) {
+		fail_result(r, -ENOTCONN);
+		return -ENOTCONN;
+	}
+	/* rebuild the full id from the channel's position */
+	next = atomic_load_explicit(&ch->next_id, memory_order_relaxed);
+	id = (next & ~((1ull << 40) - 1)) | low;
+	if (id > next)
+		id -= 1ull << 40;
+	ret = collect(ch, id,
+		      wait_ns ? pbus__now_ns() + wait_ns : 0 /* check once */,
+		      r);
+	pbus__chan_put(ch);
+	return ret;
+}
+
+int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
+		const struct pbus_call_args *a, struct pbus_result *r)
+{
+	uint64_t now, id;
+	struct pbus_chan *ch;
+	int ret = check_args(p, a);
+
+	if (ret) {
+		fail_result(r, ret);
+		return ret;
+	}
+	ch = pbus__chan_tryget(p);
+	if (!ch) {
+		atomic_fetch_add(&p->agent_down, 1);
+		fail_result(r, -ENOTCONN);
+		return -ENOTCONN;
+	}
+	now = pbus__now_ns();
+	ret = submit(ch, l, a, now,
+		     now + (a->timeout_ns ? a->timeout_ns : DEFAULT_TIMEOUT_NS),
+		     &id);
+	if (ret) {
+		if (ret == -ENOTCONN)
+			atomic_fetch_add(&p->agent_down, 1);
+		fail_result(r, ret);
+	} else {
+		ret = collect(ch, id, UINT64_MAX, r);
+	}
+	pbus__chan_put(ch);
+	return ret;
+}

@@ -1,0 +1,256 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The shared-memory and control-socket ABI: everything a gateway and an agent
+ * must agree on byte for byte. Fixed-width fields, explicit padding, offsets
+ * never pointers, every size pinned by a static assert. Changing anything here
+ * means bumping PBUS_ABI_VERSION; both sides check it at attach.
+ *
+ * Two shared regions, both memfds created and sealed by the gateway:
+ *
+ *  - The payload arena (one per bus). The gateway writes request payloads and
+ *    contexts into it; agents map it read-only. It is sealed with
+ *    F_SEAL_FUTURE_WRITE, so the kernel refuses a writable mapping.
+ *
+ *  - A channel (one per agent connection), mapped read-write by both:
+ *      [0, PBUS_CHAN_HDR_SIZE)       struct pbus_chan_hdr
+ *      [req_off, +req_slots*64)      request ring: struct pbus_req_desc slots
+ *      [resp_off, +resp_size)        response ring: byte ring of frames
+ *      [cfg_off, +cfg_len)           the plugin's config (msgpack map)
+ *
+ * Rings are single-producer/single-consumer with free-running 64-bit
+ * positions. A producer writes entries, then release-stores its tail; the
+ * consumer acquire-loads the tail, reads the entries, then release-stores its
+ * head. The gateway reads every agent-written field once and bounds-checks it.
+ *
+ * Each ring has two events (doorbells): "data" (the consumer sleeps on it) and
+ * "space" (the producer sleeps on it when full). A sleeper increments
+ * `waiters`, re-checks, then FUTEX_WAITs on `seq`; a notifier bumps `seq` and
+ * calls FUTEX_WAKE only when `waiters` is non-zero. Futexes are shared, never
+ * FUTEX_PRIVATE_FLAG.
+ */
+#ifndef PBUS_ABI_H
+#define PBUS_ABI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PBUS_MAGIC 0x53554250u /* "PBUS" */
+#define PBUS_ARENA_MAGIC 0x414e5241u /* "ARNA" */
+#define PBUS_ABI_VERSION 1u
+#define PBUS_PROTO_VERSION 1u
+#define PBUS_CACHELINE 64
+#define PBUS_NAME_MAX 64 /* plugin name, NUL included */
+#define PBUS_FRAME_ALIGN 64u
+
+/* ---------------------------------------------------------------- events */
+
+struct pbus_event {
+	uint32_t seq;     /* futex word: bumped by the notifier */
+	uint32_t waiters; /* sleepers on seq (count or flag) */
+};
+
+/* ---------------------------------------------------------------- channel */
+
+/* agent_state values */
+#define PBUS_PEER_SLEEPING 0u /* blocked in FUTEX_WAIT on req data */
+#define PBUS_PEER_RUNNING 1u  /* on a CPU: polling or handling */
+#define PBUS_PEER_GONE 2u     /* exited its loop */
+
+struct pbus_chan_hdr {
+	/* line 0: written once by the gateway before the channel is shared */
+	uint32_t magic;      /* PBUS_MAGIC */
+	uint32_t abi;        /* PBUS_ABI_VERSION */
+	uint32_t epoch;      /* this connection's epoch; in every frame */
+	uint32_t req_slots;  /* power of two */
+	uint64_t req_off;    /* request ring offset in the channel */
+	uint64_t resp_off;   /* response ring offset */
+	uint64_t resp_size;  /* response ring bytes, power of two */
+	uint64_t cfg_off;    /* plugin config offset */
+	uint32_t cfg_len;    /* plugin config length (msgpack) */
+	uint32_t idle_spin_ns; /* how long the agent polls before sleeping */
+	uint64_t arena_size; /* size of the payload arena */
+
+	/* line 1: request ring, producer (gateway) side */
+	uint64_t req_tail __attribute__((aligned(PBUS_CACHELINE)));
+	uint32_t closing;    /* gateway sets 1: the agent must leave */
+	uint8_t _pad1[52];
+	/* line 2: request ring, consumer (agent) side */
+	uint64_t req_head;
+	uint8_t _pad2[56];
+	/* line 3: request ring events */
+	struct pbus_event req_data;  /* agent sleeps; gateway notifies */
+	struct pbus_event req_space; /* gateway sleeps; agent notifies */
+	uint8_t _pad3[48];
+	/* line 4: response ring, producer (agent) side */
+	uint64_t resp_tail;
+	uint8_t _pad4[56];
+	/* line 5: response ring, consumer (gateway) side */
+	uint64_t resp_head;
+	uint8_t _pad5[56];
+	/* line 6: response ring events */
+	struct pbus_event resp_data;  /* gateway sleeps; agent notifies */
+	struct pbus_event resp_space; /* agent sleeps; gateway notifies */
+	uint8_t _pad6[48];
+	/* line 7: agent status, written by the agent */
+	uint32_t agent_state;  /* PBUS_PEER_* */
+	uint32_t agent_cpu;    /* CPU the agent last ran on */
+	uint64_t heartbeat_ns; /* CLOCK_MONOTONIC, refreshed at least every heartbeat */
+	uint64_t handled;      /* requests handled on this channel */
+	uint32_t agent_pid;
+	uint8_t _pad7[36];
+};
+
+#define PBUS_CHAN_HDR_SIZE 4096u
+
+_Static_assert(sizeof(struct pbus_event) == 8, "shm ABI");
+_Static_assert(sizeof(struct pbus_chan_hdr) == 8 * PBUS_CACHELINE, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, req_tail) == 1 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, req_head) == 2 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, req_data) == 3 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, resp_tail) == 4 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, resp_head) == 5 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, resp_data) == 6 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, agent_state) == 7 * 64, "shm ABI");
+_Static_assert(sizeof(struct pbus_chan_hdr) <= PBUS_CHAN_HDR_SIZE, "shm ABI");
+
+/* Request descriptor flags */
+#define PBUS_REQ_F_NONE 0u
+
+/*
+ * One request (gateway -> agent), one cache line. Offsets are into the
+ * payload arena; a zero length means "absent".
+ */
+struct pbus_req_desc {
+	uint64_t id;          /* request id, unique per channel, increasing */
+	uint32_t epoch;       /* must equal the channel's epoch */
+	uint16_t hook;        /* enum pbus_hook */
+	uint16_t flags;       /* PBUS_REQ_F_* */
+	uint64_t payload_off; /* msgpack map: the hook's payload */
+	uint32_t payload_len;
+	uint32_t gctx_len;
+	uint64_t gctx_off;    /* msgpack map: global context */
+	uint64_t lctx_off;    /* msgpack map: this plugin's local context */
+	uint32_t lctx_len;
+	uint32_t cpu;         /* CPU of the submitting gateway thread */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC; the gateway gives up after it */
+};
+_Static_assert(sizeof(struct pbus_req_desc) == 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, payload_off) == 16, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, deadline_ns) == 56, "shm ABI");
+
+/* Response frame types */
+#define PBUS_FRAME_RESP 1u
+#define PBUS_FRAME_PAD 2u /* skip to the end of the ring */
+
+/* Response flags: what the body carries and what the plugin decided */
+#define PBUS_RF_STOP 0x01u        /* continue_processing = false */
+#define PBUS_RF_MODIFIED 0x02u    /* body has "modified_payload" */
+#define PBUS_RF_VIOLATION 0x04u   /* body has "violation" */
+#define PBUS_RF_ERROR 0x08u       /* plugin error; body has "error" */
+#define PBUS_RF_METADATA 0x10u    /* body has "metadata" */
+#define PBUS_RF_STATE 0x20u       /* body has "state" (local context) */
+#define PBUS_RF_GSTATE 0x40u      /* body has "global_state" changes */
+#define PBUS_RF_UNSUPPORTED 0x80u /* the agent has no handler for the hook */
+#define PBUS_RF_ALL 0xffu
+
+/*
+ * Response frame header (agent -> gateway). A frame is `len` bytes, a
+ * multiple of PBUS_FRAME_ALIGN, header included; the body (msgpack map)
+ * follows the header. Frames never straddle the ring's end: the producer
+ * writes a PAD frame to the end instead.
+ */
+struct pbus_resp_frame {
+	uint32_t len;        /* whole frame, multiple of PBUS_FRAME_ALIGN */
+	uint32_t type;       /* PBUS_FRAME_* */
+	uint64_t id;         /* request id being answered */
+	uint32_t epoch;      /* channel epoch */
+	uint32_t flags;      /* PBUS_RF_* */
+	uint32_t body_len;   /* bytes of body after the header */
+	uint32_t handler_ns; /* agent-measured handler time, saturated */
+};
+_Static_assert(sizeof(struct pbus_resp_frame) == 32, "shm ABI");
+
+/* ---------------------------------------------------------------- arena */
+
+#define PBUS_ARENA_HDR_SIZE 4096u
+
+struct pbus_arena_hdr {
+	uint32_t magic; /* PBUS_ARENA_MAGIC */
+	uint32_t abi;
+	uint64_t size;  /* whole arena, header included */
+};
+_Static_assert(sizeof(struct pbus_arena_hdr) == 16, "shm ABI");
+
+/* ---------------------------------------------------------------- control */
+
+/* Control socket (AF_UNIX, SOCK_SEQPACKET) message types */
+#define PBUS_MSG_HELLO 1u   /* agent -> gateway */
+#define PBUS_MSG_WELCOME 2u /* gateway -> agent, with 2 fds: channel, arena */
+#define PBUS_MSG_REJECT 3u  /* gateway -> agent, then close */
+#define PBUS_MSG_ADMIN 4u   /* admin client -> gateway */
+#define PBUS_MSG_ADMIN_REPLY 5u
+
+struct pbus_msg_hdr {
+	uint32_t magic; /* PBUS_MAGIC */
+	uint16_t type;  /* PBUS_MSG_* */
+	uint16_t proto; /* PBUS_PROTO_VERSION */
+	uint32_t abi;   /* PBUS_ABI_VERSION */
+	uint32_t len;   /* whole message length */
+};
+_Static_assert(sizeof(struct pbus_msg_hdr) == 16, "ctl ABI");
+
+struct pbus_msg_hello {
+	struct pbus_msg_hdr h;
+	uint32_t hooks; /* bit n: handles enum pbus_hook n */
+	uint32_t pid;
+	uint32_t flags;
+	uint32_t _pad;
+	char name[PBUS_NAME_MAX]; /* NUL-terminated plugin name */
+};
+_Static_assert(sizeof(struct pbus_msg_hello) == 96, "ctl ABI");
+
+struct pbus_msg_welcome {
+	struct pbus_msg_hdr h;
+	int32_t status; /* 0; REJECT carries -errno */
+	uint32_t epoch;
+	uint64_t chan_size;
+	uint64_t arena_size;
+	char reason[128]; /* REJECT: why */
+};
+_Static_assert(sizeof(struct pbus_msg_welcome) == 168, "ctl ABI");
+
+/*
+ * Admin requests (any client whose uid passes the same check as agents).
+ * Reply: struct pbus_msg_admin_reply followed by body_len bytes of msgpack:
+ * for PBUS_ADMIN_LIST an array with one map per declared plugin slot:
+ *   {"id": uint (dense, order of declaration), "name": str, "hooks": uint
+ *    mask, "up": bool, "pid": int, "epoch": uint, "attaches": uint,
+ *    "calls": uint, "completed": uint, "timeouts": uint, "agent_down": uint,
+ *    "rejected": uint, ...more keys may follow}
+ */
+#define PBUS_ADMIN_LIST 1u
+#define PBUS_ADMIN_RESTART 2u /* disconnect (and let supervision restart) @name */
+
+struct pbus_msg_admin {
+	struct pbus_msg_hdr h;
+	uint32_t cmd; /* PBUS_ADMIN_* */
+	uint32_t arg;
+	char name[PBUS_NAME_MAX];
+};
+_Static_assert(sizeof(struct pbus_msg_admin) == 88, "ctl ABI");
+
+struct pbus_msg_admin_reply {
+	struct pbus_msg_hdr h;
+	int32_t status;    /* 0 or -errno */
+	uint32_t body_len; /* msgpack bytes that follow in the same message */
+};
+_Static_assert(sizeof(struct pbus_msg_admin_reply) == 24, "ctl ABI");
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PBUS_ABI_H */
