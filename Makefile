@@ -12,7 +12,7 @@
 B ?= build
 ifneq ($(SAN),)
 comma := ,
-B := $(B)/san-$(subst $(comma),-,$(SAN))
+override B := $(B)/san-$(subst $(comma),-,$(SAN))
 endif
 
 MAJOR := 0

@@ -37,6 +37,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 #define PBUS_MAGIC 0x53554250u /* "PBUS" */
 #define PBUS_ARENA_MAGIC 0x414e5241u /* "ARNA" */
@@ -250,6 +251,7 @@ struct pbus_msg_admin_reply {
 };
 _Static_assert(sizeof(struct pbus_msg_admin_reply) == 24, "ctl ABI");
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 struct pbus_agent;
 struct pbus_call;
@@ -111,6 +112,7 @@ int pbus_call_violate(struct pbus_call *c, const char *code,
 /* Plugin error with a message (PBUS_RF_ERROR). */
 int pbus_call_fail(struct pbus_call *c, const char *message);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

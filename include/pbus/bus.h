@@ -29,6 +29,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 struct pbus_bus;
 struct pbus_peer;
@@ -187,6 +188,7 @@ int pbus_peer_stats(const struct pbus_peer *p, struct pbus_peer_stats *s);
  */
 int pbus_peer_disconnect(struct pbus_peer *p);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

@@ -14,6 +14,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 enum pbus_log_level {
 	PBUS_LOG_ERROR = 0,
@@ -62,6 +63,7 @@ pbus_diag_add(struct pbus_diag *d, int is_error, unsigned line, unsigned col,
 char *pbus_diag_format(const struct pbus_diag *d, unsigned i, char *buf,
 		       size_t len);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

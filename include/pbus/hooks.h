@@ -12,6 +12,7 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+#pragma GCC visibility push(default)
 
 enum pbus_hook {
 	PBUS_HOOK_PROMPT_PRE_FETCH = 0,
@@ -43,6 +44,7 @@ int pbus_hook_from_name(const char *name);
 const char *pbus_hook_subject_field(int hook);
 const char *pbus_hook_condition_key(int hook);
 
+#pragma GCC visibility pop
 #ifdef __cplusplus
 }
 #endif

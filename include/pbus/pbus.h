@@ -14,5 +14,6 @@
 #include <pbus/hooks.h>
 #include <pbus/bus.h>
 #include <pbus/agent.h>
+#include <pbus/config.h>
 
 #endif /* PBUS_PBUS_H */
