@@ -169,9 +169,9 @@ $(B)/tests/agent-%: $(B)/tests/agents/%.o $(RT_OBJS) $(LIB_A)
 tests: all $(TEST_BINS) $(TAGENT_BINS)
 
 # Run every test program; fail if any failed. T=name runs one.
-T ?= $(TEST_BINS)
+T ?= $(notdir $(TEST_BINS))
 test: tests
-	$(Q)PBUS_BUILD=$(abspath $(B)) sh tests/run.sh $(filter $(B)/tests/%,$(T:%=$(B)/tests/%)) $(filter $(B)/tests/%,$(T))
+	$(Q)PBUS_BUILD=$(abspath $(B)) sh tests/run.sh $(addprefix $(B)/tests/,$(notdir $(T)))
 
 # ---------------------------------------------------------------- jobs
 run: all

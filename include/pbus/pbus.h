@@ -15,5 +15,7 @@
 #include <pbus/bus.h>
 #include <pbus/agent.h>
 #include <pbus/config.h>
+#include <pbus/mp.h>
+#include <pbus/mgr.h>
 
 #endif /* PBUS_PBUS_H */
