@@ -81,6 +81,7 @@ struct pbus_agent {
 	_Atomic int stop;
 	int gone;               /* gateway went away */
 	int last_cpu;           /* CPU of the last request's sender */
+	uint64_t handled;       /* published to the header when idle */
 	int mycpu;
 
 	uint8_t *ovf;           /* overflow body buffer */
@@ -662,7 +663,7 @@ static int serve_batch(struct pbus_agent *a)
 	}
 	if (n) {
 		publish(a);
-		a->hdr->handled += (uint64_t)n;
+		a->handled += (uint64_t)n;
 	}
 	return n;
 }
@@ -678,23 +679,29 @@ static inline int ring_empty(struct pbus_agent *a)
 static int wait_request(struct pbus_agent *a, uint64_t until)
 {
 	struct pbus_chan_hdr *h = a->hdr;
-	uint64_t now = pbus__now_ns(), spin_end = now + a->idle_spin_ns;
+	uint64_t now, spin_end = 0;
 	unsigned i = 0;
 
-	/* Poll unless our gateway thread shares this CPU. */
+	/* Poll unless our gateway thread shares this CPU. The clock is read
+	 * only every 64 rounds, and not at all for a request that comes at
+	 * once. */
 	if (a->last_cpu != a->mycpu) {
 		while (ring_empty(a)) {
 			pbus__cpu_relax();
 			if ((++i & 63) == 0) {
 				if (must_leave(a))
 					return -ENOTCONN;
-				if (pbus__now_ns() >= spin_end)
+				now = pbus__now_ns();
+				if (!spin_end)
+					spin_end = now + a->idle_spin_ns;
+				else if (now >= spin_end)
 					break;
 			}
 		}
 		if (!ring_empty(a))
 			return 1;
 	}
+	__atomic_store_n(&h->handled, a->handled, __ATOMIC_RELAXED);
 	for (;;) {
 		uint32_t seq;
 		uint64_t hb;

@@ -146,7 +146,9 @@ int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
  * space, within the call's deadline) and returns a ticket. pbus_collect()
  * waits up to @wait_ns (0: just check) for that ticket's result: 0 with *r,
  * -EAGAIN still pending, or another -errno. A ticket is collected exactly once;
- * calls in flight on a lane must be collected before it is reset.
+ * calls in flight on a lane must be collected before it is reset. A ticket
+ * left uncollected past its call's deadline may be reclaimed by a later
+ * submit; collecting it then returns -ETIMEDOUT.
  */
 int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
 		const struct pbus_call_args *a, uint64_t *ticket);
