@@ -40,6 +40,7 @@
 struct pbus_call {
 	struct pbus_agent *a;
 	struct pbus_req_desc d; /* local copy of the descriptor */
+	uint64_t id;            /* request id (d.seq - 1) */
 	const uint8_t *payload, *gctx, *lctx;
 	/* response under construction */
 	uint64_t frame_off;     /* ring offset of the reserved frame */
@@ -81,6 +82,9 @@ struct pbus_agent {
 	_Atomic int stop;
 	int gone;               /* gateway went away */
 	int last_cpu;           /* CPU of the last request's sender */
+	int ncpus;
+	unsigned short_sleeps;  /* see note_wake() */
+	uint64_t migrated_at, migrations;
 	uint64_t handled;       /* published to the header when idle */
 	int mycpu;
 
@@ -272,6 +276,7 @@ int pbus_agent_connect(struct pbus_agent *a)
 		a->idle_spin_ns = a->hdr->idle_spin_ns;
 	a->req_head = a->resp_tail = a->resp_head_cache = 0;
 	a->mycpu = sched_getcpu();
+	a->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	__atomic_store_n(&a->hdr->agent_pid, (uint32_t)getpid(),
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)a->mycpu,
@@ -364,15 +369,24 @@ static void publish(struct pbus_agent *a)
 	struct pbus_chan_hdr *h = a->hdr;
 
 	__atomic_store_n(&h->req_head, a->req_head, __ATOMIC_RELEASE);
-	__atomic_exchange_n(&h->resp_tail, a->resp_tail, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&h->resp_tail, a->resp_tail, __ATOMIC_RELEASE);
+	atomic_thread_fence(memory_order_seq_cst);
 	ev_notify(&h->resp_data);
 	ev_notify(&h->req_space);
 }
 
+/* Zero the commit word of the frame slot at @pos (see abi.h). */
+static inline void clear_len(struct pbus_agent *a, uint64_t pos)
+{
+	__atomic_store_n((uint32_t *)(a->resp + (pos & (a->resp_size - 1))), 0,
+			 __ATOMIC_RELAXED);
+}
+
 /*
  * Make @need contiguous bytes available at the response tail, wrapping with
- * a PAD frame or waiting for the gateway to drain. Returns the contiguous
- * bytes available (>= need), or -errno when we must leave.
+ * a PAD frame or waiting for the gateway to drain, always keeping a gap of
+ * one frame slot before the gateway's head. Returns the contiguous bytes
+ * available (>= need), or -errno when we must leave.
  */
 static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 {
@@ -383,25 +397,29 @@ static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 		return -EMSGSIZE;
 	for (;;) {
 		uint64_t used = a->resp_tail - a->resp_head_cache;
-		uint64_t free_ = size - used;
+		uint64_t free_ = size - used - PBUS_FRAME_ALIGN;
 		uint64_t off = a->resp_tail & (size - 1), to_end = size - off;
 
 		if (free_ < pref || free_ < need) {
 			a->resp_head_cache = __atomic_load_n(&h->resp_head,
 							     __ATOMIC_ACQUIRE);
 			used = a->resp_tail - a->resp_head_cache;
-			if (used > size) /* gateway bug: resync */
-				a->resp_head_cache = a->resp_tail - size;
-			free_ = size - (a->resp_tail - a->resp_head_cache);
+			if (used > size - PBUS_FRAME_ALIGN) /* resync */
+				a->resp_head_cache = a->resp_tail - size +
+						     PBUS_FRAME_ALIGN;
+			free_ = size - (a->resp_tail - a->resp_head_cache) -
+				PBUS_FRAME_ALIGN;
 		}
 		if (to_end >= need && (to_end >= pref || free_ <= to_end)) {
 			if (free_ >= need)
 				return (int64_t)(free_ < to_end ? free_ : to_end);
 		} else if (free_ >= to_end + need) {
-			struct pbus_resp_frame pad = {.len = (uint32_t)to_end,
-						      .type = PBUS_FRAME_PAD};
+			struct pbus_resp_frame *pad = (void *)(a->resp + off);
 
-			memcpy(a->resp + off, &pad, sizeof(pad));
+			pad->type = PBUS_FRAME_PAD;
+			clear_len(a, a->resp_tail + to_end);
+			__atomic_store_n(&pad->len, (uint32_t)to_end,
+					 __ATOMIC_RELEASE);
 			a->resp_tail += to_end;
 			continue;
 		}
@@ -595,14 +613,18 @@ static int call_commit(struct pbus_call *c, uint32_t handler_ns)
 		c->frame_off = a->resp_tail & (a->resp_size - 1);
 		memcpy(a->resp + c->frame_off + sizeof(f), c->body, c->len);
 	}
-	f.len = (uint32_t)flen;
+	f.len = 0;
 	f.type = PBUS_FRAME_RESP;
-	f.id = c->d.id;
+	f.id = c->id;
 	f.epoch = a->epoch;
 	f.flags = c->flags;
 	f.body_len = (uint32_t)c->len;
 	f.handler_ns = handler_ns;
 	memcpy(a->resp + c->frame_off, &f, sizeof(f));
+	/* the next slot must not look committed, then commit this one */
+	clear_len(a, a->resp_tail + flen);
+	__atomic_store_n((uint32_t *)(a->resp + c->frame_off), (uint32_t)flen,
+			 __ATOMIC_RELEASE);
 	a->resp_tail += flen;
 	return 0;
 }
@@ -627,6 +649,7 @@ static int serve_one(struct pbus_agent *a, uint64_t pos)
 	int bad = 0, ret;
 
 	memcpy(&c->d, &a->req[pos & a->req_mask], sizeof(c->d));
+	c->id = pos;
 	ret = call_begin(c);
 	if (ret)
 		return ret;
@@ -646,15 +669,18 @@ static int serve_one(struct pbus_agent *a, uint64_t pos)
 	return call_commit(c, 0);
 }
 
+static inline int ring_empty(struct pbus_agent *a)
+{
+	return __atomic_load_n(&a->req[a->req_head & a->req_mask].seq,
+			       __ATOMIC_ACQUIRE) != a->req_head + 1;
+}
+
 /* Serve up to BATCH committed requests. Returns the count or -errno. */
 static int serve_batch(struct pbus_agent *a)
 {
-	uint64_t tail = __atomic_load_n(&a->hdr->req_tail, __ATOMIC_ACQUIRE);
 	int n = 0, ret;
 
-	if (tail - a->req_head > (uint64_t)a->req_mask + 1)
-		return -EPROTO; /* the gateway never does this */
-	while (a->req_head != tail && n < BATCH) {
+	while (!ring_empty(a) && n < BATCH) {
 		ret = serve_one(a, a->req_head);
 		if (ret)
 			return ret;
@@ -668,14 +694,56 @@ static int serve_batch(struct pbus_agent *a)
 	return n;
 }
 
-static inline int ring_empty(struct pbus_agent *a)
-{
-	return __atomic_load_n(&a->hdr->req_tail, __ATOMIC_ACQUIRE) ==
-	       a->req_head;
-}
 
 /* Wait for a request: poll, then sleep. 1 when one is there, 0 on timeout,
  * -errno when we must leave. */
+/*
+ * Placement. While requests come back to back, agent and gateway thread
+ * should spin on different CPUs (~0.5 us round trips); sharing one CPU they
+ * can only hand over through the scheduler (~2-5 us). When requests are
+ * sparse, sharing a CPU is what makes a wake-up cheap. So: if the agent keeps
+ * being woken almost at once by a gateway thread on its own CPU, it moves
+ * itself off that CPU (affinity to the others, then back to all, so the
+ * scheduler stays free). At most once per MIGRATE_EVERY_NS.
+ */
+#define SHORT_SLEEP_NS 20000ull
+#define SHORT_SLEEPS 16
+#define MIGRATE_EVERY_NS 100000000ull
+
+static void note_wake(struct pbus_agent *a, uint64_t slept_at)
+{
+	uint64_t now;
+	cpu_set_t all, others;
+
+	if (a->last_cpu != a->mycpu || a->ncpus < 2) {
+		a->short_sleeps = 0;
+		return;
+	}
+	now = pbus__now_ns();
+	if (now - slept_at > SHORT_SLEEP_NS) {
+		a->short_sleeps = 0;
+		return;
+	}
+	if (++a->short_sleeps < SHORT_SLEEPS ||
+	    now - a->migrated_at < MIGRATE_EVERY_NS)
+		return;
+	a->short_sleeps = 0;
+	a->migrated_at = now;
+	if (sched_getaffinity(0, sizeof(all), &all))
+		return;
+	others = all;
+	CPU_CLR(a->mycpu, &others);
+	if (!CPU_COUNT(&others))
+		return;
+	if (!sched_setaffinity(0, sizeof(others), &others)) {
+		a->migrations++;
+		sched_setaffinity(0, sizeof(all), &all);
+		a->mycpu = sched_getcpu();
+		__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)a->mycpu,
+				 __ATOMIC_RELAXED);
+	}
+}
+
 static int wait_request(struct pbus_agent *a, uint64_t until)
 {
 	struct pbus_chan_hdr *h = a->hdr;
@@ -728,8 +796,10 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 				 __ATOMIC_RELEASE);
 		__atomic_store_n(&h->heartbeat_ns, pbus__now_ns(),
 				 __ATOMIC_RELAXED);
-		if (!ring_empty(a))
+		if (!ring_empty(a)) {
+			note_wake(a, now);
 			return 1;
+		}
 		check_gateway(a);
 	}
 }
@@ -786,7 +856,7 @@ int pbus_call_hook(const struct pbus_call *c)
 
 uint64_t pbus_call_id(const struct pbus_call *c)
 {
-	return c->d.id;
+	return c->id;
 }
 
 const void *pbus_call_payload(const struct pbus_call *c, size_t *len)

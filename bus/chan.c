@@ -196,54 +196,58 @@ static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
 	return 1;
 }
 
+static inline uint32_t frame_len_at(const struct pbus_chan *ch, uint64_t pos)
+{
+	return __atomic_load_n((const uint32_t *)(ch->resp +
+						  (pos & (ch->resp_size - 1))),
+			       __ATOMIC_ACQUIRE);
+}
+
 /* Drain every committed frame. Caller holds cons_lock and a reference.
  * Returns the number of entries completed. */
 static unsigned drain(struct pbus_chan *ch)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
-	uint64_t tail = __atomic_load_n(&h->resp_tail, __ATOMIC_ACQUIRE);
 	uint64_t head = atomic_load_explicit(&ch->resp_head,
 					     memory_order_relaxed);
-	uint64_t size = ch->resp_size, mask = size - 1;
+	uint64_t size = ch->resp_size, mask = size - 1, start = head;
 	unsigned done = 0;
 
-	if (tail == head)
-		return 0;
-	if ((int64_t)(tail - head) < 0 || tail - head > size) {
-		rej(ch, &ch->peer->rej_bad);
-		goto resync;
-	}
-	while (head != tail) {
-		uint64_t off = head & mask, avail = tail - head;
-		uint64_t to_end = size - off;
+	for (;;) {
+		uint64_t off = head & mask, to_end = size - off;
 		struct pbus_resp_frame f;
+		uint32_t len = frame_len_at(ch, head); /* commit word */
 
-		if (to_end < sizeof(f) || avail < sizeof(f)) {
-			rej(ch, &ch->peer->rej_bad);
-			goto resync;
-		}
+		if (!len)
+			break;
 		memcpy(&f, ch->resp + off, sizeof(f)); /* read once */
-		if (f.type == PBUS_FRAME_PAD) {
-			if (f.len != to_end || avail < to_end) {
-				rej(ch, &ch->peer->rej_bad);
-				goto resync;
-			}
+		f.len = len;
+		if (f.type == PBUS_FRAME_PAD && len == to_end) {
 			head += to_end;
 			continue;
 		}
-		if (f.type != PBUS_FRAME_RESP || f.len < sizeof(f) ||
-		    f.len % PBUS_FRAME_ALIGN || f.len > to_end ||
-		    f.len > avail || f.body_len > f.len - sizeof(f)) {
+		if (f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
+		    len % PBUS_FRAME_ALIGN || len > to_end ||
+		    len > size - PBUS_FRAME_ALIGN ||
+		    f.body_len > len - sizeof(f)) {
+			uint64_t t = __atomic_load_n(&h->resp_tail,
+						     __ATOMIC_ACQUIRE);
+
+			/* Framing is lost: skip to where the agent says it
+			 * writes next, if that is believable. */
 			rej(ch, &ch->peer->rej_bad);
-			goto resync;
+			if ((int64_t)(t - head) > 0 && t - start <= size &&
+			    t % PBUS_FRAME_ALIGN == 0)
+				head = t;
+			else
+				atomic_store(&ch->poisoned, 1);
+			break;
 		}
 		done += complete(ch, &f, ch->resp + off + sizeof(f));
-		head += f.len;
+		head += len;
 	}
-	goto publish;
-resync:
-	head = tail;
-publish:
+	if (head == start)
+		return done;
 	atomic_store_explicit(&ch->resp_head, head, memory_order_relaxed);
 	__atomic_store_n(&h->resp_head, head, __ATOMIC_RELEASE);
 	atomic_thread_fence(memory_order_seq_cst);
@@ -257,7 +261,8 @@ static inline unsigned try_drain(struct pbus_chan *ch)
 {
 	unsigned n;
 
-	if (!trylock(&ch->cons_lock))
+	if (atomic_load_explicit(&ch->poisoned, memory_order_relaxed) ||
+	    !trylock(&ch->cons_lock))
 		return 0;
 	n = drain(ch);
 	unlock(&ch->cons_lock);
@@ -344,23 +349,30 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 	e->t_submit = now;
 	atomic_store_explicit(&e->state, PEND_WAITING, memory_order_release);
 
-	d = &ch->req[id & ch->req_mask];
-	d->id = id;
-	d->epoch = ch->epoch;
-	d->hook = (uint16_t)a->hook;
-	d->flags = 0;
-	d->payload_off = a->payload.off;
-	d->payload_len = a->payload.len;
-	d->gctx_off = a->gctx.off;
-	d->gctx_len = a->gctx.len;
-	d->lctx_off = a->lctx.off;
-	d->lctx_len = a->lctx.len;
-	d->cpu = (uint32_t)sched_getcpu();
-	d->deadline_ns = deadline;
+	/* Build the descriptor aside and store it in few wide writes: the
+	 * agent polls this very line, and each store it interleaves with
+	 * costs a cache-line round trip. */
+	{
+		struct pbus_req_desc ld = {
+			.epoch = ch->epoch,
+			.hook = (uint16_t)a->hook,
+			.payload_off = a->payload.off,
+			.payload_len = a->payload.len,
+			.gctx_len = a->gctx.len,
+			.gctx_off = a->gctx.off,
+			.lctx_off = a->lctx.off,
+			.lctx_len = a->lctx.len,
+			.cpu = (uint32_t)sched_getcpu(),
+			.deadline_ns = deadline,
+		};
+
+		d = &ch->req[id & ch->req_mask];
+		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8, sizeof(ld) - 8);
+	}
 	atomic_store_explicit(&ch->next_id, id + 1, memory_order_relaxed);
-	/* release the descriptor; the exchange is also the full fence that
+	/* commit the descriptor; the exchange is also the full fence that
 	 * orders it before our read of the agent's waiters flag */
-	__atomic_exchange_n(&h->req_tail, id + 1, __ATOMIC_SEQ_CST);
+	__atomic_exchange_n(&d->seq, id + 1, __ATOMIC_SEQ_CST);
 	unlock(&ch->prod_lock);
 	atomic_store_explicit(&ch->peer->calls,
 			      atomic_load_explicit(&ch->peer->calls,
@@ -405,8 +417,8 @@ static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
 	if (atomic_load_explicit(&e->state, memory_order_acquire) ==
 		    PEND_WAITING &&
 	    !atomic_load_explicit(&ch->dead, memory_order_acquire) &&
-	    __atomic_load_n(&h->resp_tail, __ATOMIC_ACQUIRE) ==
-		    atomic_load_explicit(&ch->resp_head, memory_order_relaxed)) {
+	    !frame_len_at(ch, atomic_load_explicit(&ch->resp_head,
+						   memory_order_relaxed))) {
 		pbus__futex_wait(&h->resp_data.seq, seq, until);
 	}
 	__atomic_fetch_sub(&h->resp_data.waiters, 1, __ATOMIC_RELAXED);

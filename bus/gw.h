@@ -52,6 +52,7 @@ struct pbus_chan {
 	struct pbus_peer *peer;
 	_Atomic int32_t refs;     /* >= 0 usable; PBUS__REFS_LOCKED: recycling */
 	_Atomic uint32_t dead;    /* 1: no new calls; waiters fail */
+	_Atomic uint32_t poisoned; /* framing lost for good: stop reading */
 	int32_t dead_status;      /* -ENOTCONN or -EPROTO */
 	uint32_t epoch;
 	int mapped;

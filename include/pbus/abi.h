@@ -18,9 +18,15 @@
  *      [cfg_off, +cfg_len)           the plugin's config (msgpack map)
  *
  * Rings are single-producer/single-consumer with free-running 64-bit
- * positions. A producer writes entries, then release-stores its tail; the
- * consumer acquire-loads the tail, reads the entries, then release-stores its
- * head. The gateway reads every agent-written field once and bounds-checks it.
+ * positions. Every entry carries its own commit word, written last with a
+ * release store: a request descriptor's `seq` (= its position + 1), a
+ * response frame's `len` (0 = not committed). So the consumer polls the very
+ * cache line that brings the data, and a round trip moves as few lines as
+ * possible. The response producer keeps a 64-byte gap before the consumer's
+ * head and zeroes the next frame's `len` before it commits a frame, so a
+ * stale word from an earlier lap is never taken for a commit. The consumer
+ * release-stores its head after consuming (the producer's space check). The
+ * gateway reads every agent-written field once and bounds-checks it.
  *
  * Each ring has two events (doorbells): "data" (the consumer sleeps on it) and
  * "space" (the producer sleeps on it when full). A sleeper increments
@@ -41,7 +47,7 @@ extern "C" {
 
 #define PBUS_MAGIC 0x53554250u /* "PBUS" */
 #define PBUS_ARENA_MAGIC 0x414e5241u /* "ARNA" */
-#define PBUS_ABI_VERSION 1u
+#define PBUS_ABI_VERSION 2u
 #define PBUS_PROTO_VERSION 1u
 #define PBUS_CACHELINE 64
 #define PBUS_NAME_MAX 64 /* plugin name, NUL included */
@@ -75,10 +81,10 @@ struct pbus_chan_hdr {
 	uint32_t idle_spin_ns; /* how long the agent polls before sleeping */
 	uint64_t arena_size; /* size of the payload arena */
 
-	/* line 1: request ring, producer (gateway) side */
-	uint64_t req_tail __attribute__((aligned(PBUS_CACHELINE)));
-	uint32_t closing;    /* gateway sets 1: the agent must leave */
-	uint8_t _pad1[52];
+	/* line 1: written by the gateway */
+	uint32_t closing __attribute__((aligned(PBUS_CACHELINE)));
+	/* gateway sets 1: the agent must leave */
+	uint8_t _pad1[60];
 	/* line 2: request ring, consumer (agent) side */
 	uint64_t req_head;
 	uint8_t _pad2[56];
@@ -87,7 +93,8 @@ struct pbus_chan_hdr {
 	struct pbus_event req_space; /* gateway sleeps; agent notifies */
 	uint8_t _pad3[48];
 	/* line 4: response ring, producer (agent) side */
-	uint64_t resp_tail;
+	uint64_t resp_tail;  /* where the agent will write next; read by the
+			      * gateway only to resynchronise after a bad frame */
 	uint8_t _pad4[56];
 	/* line 5: response ring, consumer (gateway) side */
 	uint64_t resp_head;
@@ -109,7 +116,7 @@ struct pbus_chan_hdr {
 
 _Static_assert(sizeof(struct pbus_event) == 8, "shm ABI");
 _Static_assert(sizeof(struct pbus_chan_hdr) == 8 * PBUS_CACHELINE, "shm ABI");
-_Static_assert(offsetof(struct pbus_chan_hdr, req_tail) == 1 * 64, "shm ABI");
+_Static_assert(offsetof(struct pbus_chan_hdr, closing) == 1 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, req_head) == 2 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, req_data) == 3 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, resp_tail) == 4 * 64, "shm ABI");
@@ -126,7 +133,8 @@ _Static_assert(sizeof(struct pbus_chan_hdr) <= PBUS_CHAN_HDR_SIZE, "shm ABI");
  * payload arena; a zero length means "absent".
  */
 struct pbus_req_desc {
-	uint64_t id;          /* request id, unique per channel, increasing */
+	uint64_t seq;         /* commit word, written last: request id + 1;
+			       * the request id is the ring position */
 	uint32_t epoch;       /* must equal the channel's epoch */
 	uint16_t hook;        /* enum pbus_hook */
 	uint16_t flags;       /* PBUS_REQ_F_* */
@@ -165,7 +173,8 @@ _Static_assert(offsetof(struct pbus_req_desc, deadline_ns) == 56, "shm ABI");
  * writes a PAD frame to the end instead.
  */
 struct pbus_resp_frame {
-	uint32_t len;        /* whole frame, multiple of PBUS_FRAME_ALIGN */
+	uint32_t len;        /* commit word, written last: whole frame bytes,
+			      * a multiple of PBUS_FRAME_ALIGN; 0 = none yet */
 	uint32_t type;       /* PBUS_FRAME_* */
 	uint64_t id;         /* request id being answered */
 	uint32_t epoch;      /* channel epoch */

@@ -10,8 +10,9 @@
  *   unknown   an answer for an id never sent, then the right answer
  *   stale     an answer with the previous epoch, then the right answer
  *   dup       the right answer twice
- *   tail      a response tail far beyond the ring, then nothing
+ *   tail      a frame claiming to be longer than the ring, then nothing
  *   garbage   random bytes over the ring and a random tail, then nothing
+ *             (framing is lost for good: the gateway stops reading)
  *   doorbell  10000 futex wakes on the gateway's doorbell, then the answer
  *   arena     try to map the arena writable; answer metadata
  *             {"mmap": errno, "mprotect": errno, "write_fd": errno}
@@ -46,6 +47,20 @@ static void publish(void)
 	wake_gw();
 }
 
+/* Write a frame header at the tail, clearing the next slot first and
+ * committing @len last (abi.h). The forge trusts the gateway to drain. */
+static void put(struct pbus_resp_frame *f, uint32_t advance)
+{
+	uint64_t off = rtail & (rsize - 1);
+	uint32_t len = f->len;
+
+	f->len = 0;
+	memcpy(resp + off, f, sizeof(*f));
+	*(uint32_t *)(resp + ((rtail + advance) & (rsize - 1))) = 0;
+	__atomic_store_n((uint32_t *)(resp + off), len, __ATOMIC_RELEASE);
+	rtail += advance;
+}
+
 static void frame(uint64_t id, uint32_t epoch, const void *body,
 		  uint32_t blen)
 {
@@ -56,8 +71,7 @@ static void frame(uint64_t id, uint32_t epoch, const void *body,
 	if (rsize - off < len) {
 		struct pbus_resp_frame pad = {.len = (uint32_t)(rsize - off),
 					      .type = PBUS_FRAME_PAD};
-		memcpy(resp + off, &pad, sizeof(pad));
-		rtail += rsize - off;
+		put(&pad, (uint32_t)(rsize - off));
 		off = 0;
 	}
 	f.len = (uint32_t)len;
@@ -67,10 +81,10 @@ static void frame(uint64_t id, uint32_t epoch, const void *body,
 	f.body_len = blen;
 	if (blen)
 		memcpy(resp + off + sizeof(f), body, blen);
-	memcpy(resp + off, &f, sizeof(f));
-	rtail += len;
+	put(&f, (uint32_t)len);
 }
 
+/* A frame with lying fields; the tail moves on by one slot. */
 static void raw_frame(uint32_t len, uint32_t blen, uint64_t id, uint32_t ep)
 {
 	struct pbus_resp_frame f = {.len = len,
@@ -84,8 +98,7 @@ static void raw_frame(uint32_t len, uint32_t blen, uint64_t id, uint32_t ep)
 		rtail += rsize - off;
 		off = 0;
 	}
-	memcpy(resp + off, &f, sizeof(f));
-	rtail += 64;
+	put(&f, 64);
 }
 
 static void arena_probe(struct pbus_agent *a, uint64_t id, uint32_t ep)
@@ -167,11 +180,13 @@ int main(void)
 
 		if (__atomic_load_n(&h->closing, __ATOMIC_ACQUIRE))
 			return 0;
-		if (__atomic_load_n(&h->req_tail, __ATOMIC_ACQUIRE) == head) {
+		if (__atomic_load_n(&req[head & mask].seq, __ATOMIC_ACQUIRE) !=
+		    head + 1) {
 			usleep(100);
 			continue;
 		}
 		d = req[head & mask];
+		d.seq--; /* now the request id */
 		head++;
 		__atomic_store_n(&h->req_head, head, __ATOMIC_RELEASE);
 		p = arena + d.payload_off;
@@ -181,22 +196,22 @@ int main(void)
 				memcpy(cmd, p + 1, n);
 		}
 		if (!strcmp(cmd, "ok")) {
-			frame(d.id, ep, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
 		} else if (!strcmp(cmd, "badlen")) {
-			raw_frame(100, 0, d.id, ep);
+			raw_frame(100, 0, d.seq, ep);
 		} else if (!strcmp(cmd, "hugebody")) {
-			raw_frame(64, 4096, d.id, ep);
+			raw_frame(64, 4096, d.seq, ep);
 		} else if (!strcmp(cmd, "unknown")) {
-			frame(d.id + 1000, ep, NULL, 0);
-			frame(d.id, ep, NULL, 0);
+			frame(d.seq + 1000, ep, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
 		} else if (!strcmp(cmd, "stale")) {
-			frame(d.id, ep - 1, NULL, 0);
-			frame(d.id, ep, NULL, 0);
+			frame(d.seq, ep - 1, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
 		} else if (!strcmp(cmd, "dup")) {
-			frame(d.id, ep, NULL, 0);
-			frame(d.id, ep, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
 		} else if (!strcmp(cmd, "tail")) {
-			rtail += 3 * rsize + 8;
+			raw_frame((uint32_t)(3 * rsize), 0, d.seq, ep);
 		} else if (!strcmp(cmd, "garbage")) {
 			for (uint64_t i = 0; i < rsize; i += 4)
 				*(uint32_t *)(resp + i) = (uint32_t)rand();
@@ -204,12 +219,12 @@ int main(void)
 		} else if (!strcmp(cmd, "doorbell")) {
 			for (int i = 0; i < 10000; i++)
 				wake_gw();
-			frame(d.id, ep, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
 		} else if (!strcmp(cmd, "arena")) {
-			arena_probe(a, d.id, ep);
+			arena_probe(a, d.seq, ep);
 		} else if (!strncmp(cmd, "sleep:", 6)) {
 			usleep((useconds_t)atoi(cmd + 6) * 1000);
-			frame(d.id, ep, NULL, 0);
+			frame(d.seq, ep, NULL, 0);
 		}
 		publish();
 	}

@@ -602,7 +602,7 @@ int bench_core(FILE *out, const char *bindir, int quick)
 		npipe = 50000;
 	}
 	lat = calloc(2 * npipe + 2 * ncont[0], sizeof(*lat));
-	ret = pb_open(&p, bindir, "touch");
+	ret = pb_open(&p, bindir, getenv("PBUS_BENCH_MODE") ? getenv("PBUS_BENCH_MODE") : "touch");
 	if (ret) {
 		fprintf(stderr, "pbus-bench: cannot start the agent: %s\n",
 			strerror(-ret));
