@@ -553,8 +553,8 @@ static int band_merge(struct chain *c, struct pbus_mp base,
 				    !memcmp(s, s2, sl))
 					break;
 			}
-			if (j < nk && setter[j] < 0 &&
-			    !pbus_mp_getn(base, s, sl, &mv) && mp_eq(mv, v))
+			if (j < nk && !pbus_mp_getn(base, s, sl, &mv) &&
+			    mp_eq(mv, v))
 				continue; /* unchanged by this member */
 			if (j < nk && setter[j] >= 0 && !mp_eq(vals[j], v))
 				pbus__warn("parallel band: '%s' and '%s' both "
@@ -610,12 +610,18 @@ static void run_group(struct chain *c, struct mgr_plugin **ps, unsigned n,
 	for (unsigned i = 0; i < n; i++)
 		if (absorb(c, ps[i], phase, &rs[i], &ok[i]))
 			return;
-	if (blocks)
+	if (blocks) {
+		int first = -1; /* the first blocker in file order */
+
 		for (unsigned i = 0; i < n; i++)
-			if (ok[i] && rs[i].stop) {
-				end_blocked(c, ps[i], &rs[i]);
-				return;
-			}
+			if (ok[i] && rs[i].stop &&
+			    (first < 0 || ps[i]->id < ps[first]->id))
+				first = (int)i;
+		if (first >= 0) {
+			end_blocked(c, ps[first], &rs[first]);
+			return;
+		}
+	}
 	if (!modify)
 		return;
 	for (unsigned i = 0; i < n; i++) {
