@@ -33,6 +33,7 @@
 #include "pbus/agent.h"
 #include "pbus/hooks.h"
 #include "gw.h"
+#include "obs.h"
 
 #define BATCH 32
 #define RESERVE_PREF 4096u /* wrap early rather than start a frame with less */
@@ -646,6 +647,7 @@ static const uint8_t *arena_at(struct pbus_agent *a, uint64_t off,
 static int serve_one(struct pbus_agent *a, uint64_t pos)
 {
 	struct pbus_call *c = &a->call;
+	uint32_t handler_ns = 0;
 	int bad = 0, ret;
 
 	memcpy(&c->d, &a->req[pos & a->req_mask], sizeof(c->d));
@@ -662,11 +664,20 @@ static int serve_one(struct pbus_agent *a, uint64_t pos)
 	} else if (c->d.hook >= PBUS_HOOK_COUNT || !a->h[c->d.hook].fn) {
 		c->flags |= PBUS_RF_UNSUPPORTED;
 	} else {
+		/* the clock is read only while the handler probe is on */
+		uint64_t t0 = pbus__obs_on(handler) ? pbus__now_ns() : 0;
+
 		ret = a->h[c->d.hook].fn(c, a->h[c->d.hook].arg);
 		if (ret < 0 && !(c->flags & PBUS_RF_ERROR))
 			pbus_call_fail(c, strerror(-ret));
+		if (t0) {
+			uint64_t d = pbus__now_ns() - t0;
+
+			pbus__obs_handler(c->d.hook, d);
+			handler_ns = d > UINT32_MAX ? UINT32_MAX : (uint32_t)d;
+		}
 	}
-	return call_commit(c, 0);
+	return call_commit(c, handler_ns);
 }
 
 static inline int ring_empty(struct pbus_agent *a)

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "gw.h"
+#include "obs.h"
 
 #define DEFAULT_TIMEOUT_NS (30ull * 1000000000ull)
 #define RESULT_SLACK 65536u /* result body may exceed max_payload by this */
@@ -292,7 +293,7 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 	struct pbus_chan_hdr *h = ch->hdr;
 	struct pbus_pending *e;
 	struct pbus_req_desc *d;
-	uint64_t id;
+	uint64_t id, t_full = 0;
 
 	for (;;) {
 		if (atomic_load_explicit(&ch->dead, memory_order_acquire))
@@ -325,6 +326,8 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 		now = pbus__now_ns();
 		if (now >= deadline)
 			return -ETIMEDOUT;
+		if (!t_full)
+			t_full = now;
 		try_drain(ch);
 		{
 			uint32_t seq = __atomic_load_n(&h->req_space.seq,
@@ -343,6 +346,8 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 		}
 	}
 
+	if (t_full)
+		pbus__obs_ring_full(ch->peer->id, pbus__now_ns() - t_full);
 	atomic_store_explicit(&e->id, id, memory_order_relaxed);
 	e->lane = l;
 	e->deadline = deadline;
@@ -419,7 +424,12 @@ static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
 	    !atomic_load_explicit(&ch->dead, memory_order_acquire) &&
 	    !frame_len_at(ch, atomic_load_explicit(&ch->resp_head,
 						   memory_order_relaxed))) {
+		uint64_t t0 = pbus__obs_want_wait_clock() ? pbus__now_ns() : 0;
+
 		pbus__futex_wait(&h->resp_data.seq, seq, until);
+		if (t0)
+			pbus__obs_futex_sleep(ch->peer->id,
+					      pbus__now_ns() - t0);
 	}
 	__atomic_fetch_sub(&h->resp_data.waiters, 1, __ATOMIC_RELAXED);
 }

@@ -20,6 +20,7 @@
 #include "gw.h"
 #include "internal.h"
 #include "mgr_int.h"
+#include "obs.h"
 
 #define DEFAULT_MCP_ERROR (-32603)
 #define MAX_BAND 64
@@ -29,6 +30,7 @@ struct res {
 	int err;                  /* 0 or -errno */
 	char msg[160];            /* error text */
 	int stop;                 /* continue_processing = false */
+	uint64_t t_end, lat;      /* when probes want them, else 0 */
 	struct pbus_mp modified, violation, metadata, state, lmeta, gstate;
 };
 
@@ -220,11 +222,16 @@ static void call_one(struct chain *c, struct mgr_plugin *p, struct res *r)
 {
 	struct pbus_call_args a;
 	struct pbus_result pr;
+	uint64_t t0 = pbus__obs_clock();
 	int st = prepare(c, p, &a);
 
 	if (!st)
 		st = pbus_invoke(p->peer, c->l, &a, &pr);
 	decode(c, &pr, st, r);
+	if (t0) {
+		r->t_end = pbus__now_ns();
+		r->lat = r->t_end - t0;
+	}
 }
 
 /* Start every member, then collect every answer: the band costs its
@@ -233,6 +240,7 @@ static void call_band(struct chain *c, struct mgr_plugin **ps, unsigned n,
 		      struct res *rs)
 {
 	uint64_t tk[MAX_BAND];
+	uint64_t t0 = pbus__obs_clock();
 	int st[MAX_BAND];
 
 	for (unsigned i = 0; i < n; i++) {
@@ -251,6 +259,10 @@ static void call_band(struct chain *c, struct mgr_plugin **ps, unsigned n,
 					 ps[i]->timeout_ns + 1000000000ull,
 					 &pr);
 		decode(c, &pr, s, &rs[i]);
+		if (t0) {
+			rs[i].t_end = pbus__now_ns();
+			rs[i].lat = rs[i].t_end - t0;
+		}
 	}
 }
 
@@ -392,6 +404,15 @@ static int absorb(struct chain *c, struct mgr_plugin *p, int phase,
 	*ok = 0;
 	atomic_fetch_add(&p->calls, 1);
 	c->out->plugins_run++;
+	if (r->t_end)
+		pbus__obs_call_at(p->id, (uint32_t)c->hook,
+				  r->err == -ETIMEDOUT   ? PBUS_OUTCOME_TIMEOUT
+				  : r->err == -ENOTCONN ? PBUS_OUTCOME_AGENT_DOWN
+				  : r->err              ? PBUS_OUTCOME_ERROR
+				  : r->stop             ? PBUS_OUTCOME_VIOLATION
+				  : r->modified.len     ? PBUS_OUTCOME_MODIFIED
+							: PBUS_OUTCOME_OK,
+				  r->lat, r->t_end);
 	if (r->err) {
 		int eff = c->m->cfg->settings.fail_on_plugin_error
 				  ? PBUS_ON_ERROR_FAIL
@@ -875,6 +896,7 @@ int pbus_run(struct pbus_mgr *m, struct pbus_request *rq, int hook,
 {
 	struct chain c = {0};
 	struct pbus_mp pv;
+	uint64_t t0 = pbus__obs_clock();
 	int ret;
 
 	if (!m || !rq || !out || hook < 0 || hook >= PBUS_HOOK_COUNT)
@@ -908,9 +930,21 @@ int pbus_run(struct pbus_mgr *m, struct pbus_request *rq, int hook,
 	if (!c.ended)
 		fire_and_forget(&c);
 	ret = finish(&c);
+	if (t0)
+		pbus__obs_chain((uint32_t)hook, out->plugins_run,
+				out->error		  ? PBUS_OUTCOME_ERROR
+				: !out->continue_processing ? PBUS_OUTCOME_VIOLATION
+				: out->modified		  ? PBUS_OUTCOME_MODIFIED
+							  : PBUS_OUTCOME_OK,
+				pbus__obs_since(t0));
 out:
 	pbus_lane_release(c.l);
 	free(c.meta.p);
 	free(c.tmp.p);
 	return ret;
+}
+
+void pbus_mgr_flush_stats(void)
+{
+	pbus__obs_flush();
 }

@@ -28,7 +28,7 @@
  *   pbus:handler     (u32 hook, u64 handler_ns)        agent side
  *
  * plugin is the gateway's dense plugin id (0..N-1, order of declaration),
- * hook an enum pbus_hook, outcome an enum pbus_outcome, reason an enum
+ * hook an enum pbus_hook, outcome an enum pbus_obs_outcome, reason an enum
  * pbus_down_reason. Latencies are CLOCK_MONOTONIC nanoseconds, 0 when the
  * caller did not read the clock.
  *
@@ -56,7 +56,7 @@
 #include "internal.h"
 
 /* What became of one plugin call (values are part of the probe ABI). */
-enum pbus_outcome {
+enum pbus_obs_outcome {
 	PBUS_OUTCOME_OK = 0,	     /* allowed, payload unchanged */
 	PBUS_OUTCOME_MODIFIED = 1,   /* allowed with a modified payload */
 	PBUS_OUTCOME_VIOLATION = 2,  /* the plugin blocked the request */

@@ -33,7 +33,7 @@
 
 #define PBUS_OBS_MAX_PLUGINS 64 /* largest plugin id the maps can hold + 1 */
 #define PBUS_OBS_HOOKS 12	/* enum pbus_hook: PBUS_HOOK_COUNT */
-#define PBUS_OBS_OUTCOMES 7	/* enum pbus_outcome (bus/obs.h) */
+#define PBUS_OBS_OUTCOMES 7	/* enum pbus_obs_outcome (bus/obs.h) */
 #define PBUS_OBS_SLOTS (PBUS_OBS_MAX_PLUGINS * PBUS_OBS_HOOKS) /* stats */
 
 /* One record per plugin call in a batch (written by libpbus). */
@@ -43,7 +43,7 @@
 struct pbus_obs_rec {
 	__u32 plugin;	  /* dense plugin id */
 	__u16 hook;	  /* enum pbus_hook */
-	__u16 outcome;	  /* enum pbus_outcome */
+	__u16 outcome;	  /* enum pbus_obs_outcome */
 	__u64 latency_ns; /* as the caller measured it; 0 if it did not */
 };
 
@@ -56,7 +56,7 @@ struct pbus_obs_rec {
 
 /*
  * Per (plugin, hook) — or per hook for chains. The outcome counters are in
- * enum pbus_outcome order so that (&ok)[outcome] is the right one.
+ * enum pbus_obs_outcome order so that (&ok)[outcome] is the right one.
  */
 struct pbus_obs_slot {
 	__u64 calls;	  /* records seen */

@@ -145,6 +145,13 @@ struct pbus_plugin_stats {
 int pbus_mgr_plugin_stats(const struct pbus_mgr *m, unsigned id,
 			  struct pbus_plugin_stats *s);
 
+/*
+ * Per-call latency records for the eBPF collector are batched per thread
+ * (one probe hit per batch, see docs/observability.md). A thread that goes
+ * idle can fire its pending batch now. Costs nothing when no collector runs.
+ */
+void pbus_mgr_flush_stats(void);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }
