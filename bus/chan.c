@@ -52,12 +52,14 @@ static inline void unlock(_Atomic uint32_t *l)
 
 /* Wake sleepers on @ev. The caller's publishing store must be ordered before
  * this (full fence), pairing with the sleeper's waiters increment. */
-static inline void ev_notify(struct pbus_event *ev)
+static inline int ev_notify(struct pbus_event *ev)
 {
 	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
 		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
 		pbus__futex_wake(&ev->seq, INT_MAX);
+		return 1;
 	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- refs */
@@ -270,6 +272,48 @@ static inline unsigned try_drain(struct pbus_chan *ch)
 	return n;
 }
 
+/*
+ * After waking a sleeping agent, should the caller spin or sleep? Spinning
+ * keeps our CPU awake and sees the answer at once, but the agent then wakes
+ * on another CPU (on this class of VM a halted vCPU takes ~20-50 us to wake);
+ * sleeping lets the agent run on our CPU (~5 us hand-over) but costs a second
+ * wake-up. Which wins depends on the host and the load, so each channel
+ * measures both (EWMA of the response time after a wake-up) and takes the
+ * faster, trying the other one wake-up in 128.
+ */
+enum { WAKE_SLEEP = 0, WAKE_SPIN = 1 };
+
+static uint8_t wake_choose(struct pbus_chan *ch)
+{
+	uint32_t n = atomic_fetch_add_explicit(&ch->wake_n, 1,
+					       memory_order_relaxed);
+	uint32_t sl = atomic_load_explicit(&ch->wake_ns[WAKE_SLEEP],
+					   memory_order_relaxed);
+	uint32_t sp = atomic_load_explicit(&ch->wake_ns[WAKE_SPIN],
+					   memory_order_relaxed);
+	uint8_t best = sp < sl ? WAKE_SPIN : WAKE_SLEEP;
+
+	if (!sl || !sp) /* learn both first */
+		return !sl ? WAKE_SLEEP : WAKE_SPIN;
+	return (n & 127) == 127 ? !best : best;
+}
+
+static void wake_learn(struct pbus_chan *ch, uint8_t strategy, uint64_t lat)
+{
+	_Atomic uint32_t *w = &ch->wake_ns[strategy];
+	uint32_t old = atomic_load_explicit(w, memory_order_relaxed);
+	uint32_t l = lat > UINT32_MAX / 2 ? UINT32_MAX / 2 : (uint32_t)lat;
+
+	atomic_store_explicit(w, old ? old - (old >> 3) + (l >> 3) : l,
+			      memory_order_relaxed);
+}
+
+/*
+ * Spin only while the agent is on a CPU other than ours, within the budget.
+ * An agent that is asleep (we just woke it) is better served by sleeping
+ * too: the woken agent tends to run on the CPU we leave, which on this class
+ * of VM costs ~5 us against ~20-50 us for a wake-up across CPUs.
+ */
 /* ---------------------------------------------------------------- submit */
 
 /*
@@ -383,23 +427,21 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 			      atomic_load_explicit(&ch->peer->calls,
 						   memory_order_relaxed) + 1,
 			      memory_order_relaxed);
-	ev_notify(&h->req_data);
+	/* e is ours until collected: note whether the agent was asleep */
+	e->woke = (uint8_t)ev_notify(&h->req_data);
+	if (e->woke)
+		e->wake_strategy = wake_choose(ch);
 	*idp = id;
 	return 0;
 }
 
 /* ---------------------------------------------------------------- wait */
 
-/*
- * Spin only while the agent is on a CPU other than ours, within the budget.
- * An agent that is asleep (we just woke it) is better served by sleeping
- * too: the woken agent tends to run on the CPU we leave, which on this class
- * of VM costs ~5 us against ~20-50 us for a wake-up across CPUs.
- */
-static inline int should_spin(struct pbus_chan *ch, uint64_t spun_ns,
-			      int mycpu)
+static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
+			      uint64_t spun_ns, int mycpu)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
+	uint32_t st;
 	uint32_t max = ch->peer->bus->o.max_spin_ns;
 	uint32_t ewma = atomic_load_explicit(&ch->ewma_ns,
 					     memory_order_relaxed);
@@ -407,9 +449,10 @@ static inline int should_spin(struct pbus_chan *ch, uint64_t spun_ns,
 	/* A peer known to take far longer than the budget: don't bother. */
 	if (spun_ns >= max || ewma > 2 * max)
 		return 0;
-	return __atomic_load_n(&h->agent_state, __ATOMIC_RELAXED) ==
-		       PBUS_PEER_RUNNING &&
-	       (int)__atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED) != mycpu;
+	st = __atomic_load_n(&h->agent_state, __ATOMIC_RELAXED);
+	if (st != PBUS_PEER_RUNNING) /* waking up, or asleep */
+		return e->woke && e->wake_strategy == WAKE_SPIN;
+	return (int)__atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED) != mycpu;
 }
 
 static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
@@ -442,6 +485,9 @@ static int finish(struct pbus_chan *ch, struct pbus_pending *e,
 					  ? now - e->t_submit
 					  : UINT32_MAX);
 	uint32_t ew = atomic_load_explicit(&ch->ewma_ns, memory_order_relaxed);
+
+	if (e->woke) /* a slow path anyway: measure it properly */
+		wake_learn(ch, e->wake_strategy, pbus__now_ns() - e->t_submit);
 
 	r->status = e->status;
 	r->flags = e->flags;
@@ -522,7 +568,7 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t until,
 				start = now;
 			if ((iter & 255) == 15)
 				mycpu = sched_getcpu();
-			spin = should_spin(ch, now - start, mycpu);
+			spin = should_spin(ch, e, now - start, mycpu);
 		}
 		if (spin) {
 			pbus__cpu_relax();

@@ -207,6 +207,8 @@ static int chan_setup(struct pbus_chan *ch)
 	atomic_store(&ch->prod_lock, 0);
 	atomic_store(&ch->cons_lock, 0);
 	atomic_store(&ch->ewma_ns, 0);
+	atomic_store(&ch->wake_ns[0], 0);
+	atomic_store(&ch->wake_ns[1], 0);
 	return 0;
 }
 

@@ -46,6 +46,8 @@ struct pbus_pending {
 	struct pbus_ref body;
 	uint64_t deadline;   /* CLOCK_MONOTONIC ns */
 	uint64_t t_submit;
+	uint8_t woke;        /* the submit woke a sleeping agent */
+	uint8_t wake_strategy; /* then: spin or sleep (chan.c) */
 } __attribute__((aligned(64)));
 
 struct pbus_chan {
@@ -76,6 +78,8 @@ struct pbus_chan {
 
 	/* learned spin: EWMA of response time (ns) */
 	_Atomic uint32_t ewma_ns __attribute__((aligned(64)));
+	_Atomic uint32_t wake_ns[2]; /* EWMA after a wake-up: sleep, spin */
+	_Atomic uint32_t wake_n;
 
 	struct pbus_pending *pend; /* req_mask + 1 entries */
 };

@@ -11,18 +11,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <pbus/pbus.h>
 
 enum { MODE_PASS, MODE_TOUCH, MODE_ECHO };
 
 static volatile unsigned long sink;
+static unsigned delay_us;
 
 static int on_call(struct pbus_call *c, void *arg)
 {
 	int mode = *(int *)arg;
 	size_t len;
 	const unsigned char *p = pbus_call_payload(c, &len);
+
+	if (delay_us) /* a plugin that waits on something, off the CPU */
+		usleep(delay_us);
 
 	if (mode == MODE_TOUCH) {
 		unsigned long s = 0;
@@ -50,6 +55,7 @@ static void usage(FILE *f)
 		"$PBUS_SOCK)\n"
 		"  -m, --mode MODE     pass (default), touch (read every "
 		"payload byte), echo (return the payload as modified)\n"
+		"  -d, --delay-us N    sleep N microseconds in every call\n"
 		"  -h, --help          this text\n");
 }
 
@@ -59,6 +65,7 @@ int main(int argc, char **argv)
 		{"name", required_argument, NULL, 'n'},
 		{"socket", required_argument, NULL, 's'},
 		{"mode", required_argument, NULL, 'm'},
+		{"delay-us", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{0},
 	};
@@ -66,7 +73,7 @@ int main(int argc, char **argv)
 	struct pbus_agent *a;
 	int mode = MODE_PASS, ret, ch;
 
-	while ((ch = getopt_long(argc, argv, "n:s:m:h", lo, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "n:s:m:d:h", lo, NULL)) != -1) {
 		switch (ch) {
 		case 'n':
 			o.name = optarg;
@@ -86,6 +93,9 @@ int main(int argc, char **argv)
 						"mode '%s'\n", optarg);
 				return 2;
 			}
+			break;
+		case 'd':
+			delay_us = (unsigned)strtoul(optarg, NULL, 10);
 			break;
 		case 'h':
 			usage(stdout);

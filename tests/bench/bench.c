@@ -32,6 +32,7 @@
 #include <pbus/pbus.h>
 
 #include "bench.h"
+#include "bench_obs.h"
 
 /* ---------------------------------------------------------------- stats */
 
@@ -750,13 +751,13 @@ int bench_core(FILE *out, const char *bindir, int quick)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: pbus-bench [--quick] [--bindir DIR] [--only core]\n"
+	fprintf(f, "usage: pbus-bench [--quick] [--bindir DIR] [--only NAME]\n"
 		   "Run the pbus benchmarks and print one table each.\n"
 		   "  --quick       fewer iterations (seconds instead of a "
 		   "minute)\n"
 		   "  --bindir DIR  where pbus-passthrough lives (default: "
 		   "next to this program)\n"
-		   "  --only NAME   run one benchmark: core\n"
+		   "  --only NAME   run one benchmark: core, chain, obs\n"
 		   "  -h, --help    this text\n");
 }
 
@@ -800,6 +801,14 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	tsc_calibrate();
 	if (!only || !strcmp(only, "core"))
-		ret = bench_core(stdout, bindir, quick);
+		ret |= bench_core(stdout, bindir, quick);
+	if (!only || !strcmp(only, "chain")) {
+		fflush(stdout);
+		ret |= bench_chain(stdout, bindir, quick);
+	}
+	if (!only || !strcmp(only, "obs")) {
+		fflush(stdout);
+		ret |= pbus_bench_obs(stdout, quick);
+	}
 	return ret ? 1 : 0;
 }

@@ -23,5 +23,6 @@ void bench_stats(uint64_t *lat, size_t n, uint64_t wall_ns,
 		 struct bench_res *r);
 
 int bench_core(FILE *out, const char *bindir, int quick);
+int bench_chain(FILE *out, const char *bindir, int quick);
 
 #endif
