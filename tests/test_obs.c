@@ -39,6 +39,8 @@
 #include "helpers.h"
 #include "obs.h"
 #include "pbus/hooks.h"
+#include "pbus/mgr.h"
+#include "pbus/mp.h"
 
 static pid_t main_pid; /* instance names carry it, for the sweep */
 static unsigned seq;
@@ -768,6 +770,167 @@ __lsan_default_suppressions(void)
 }
 
 /* Unchecked teardown (parent): remove what tests that died left behind. */
+
+/* ------------------------------------------------------------ real gateway */
+
+/*
+ * The whole path: a plugin manager in this process runs real chains through
+ * three real agents (tests' agent-ctl: allow, modify, and a transform-mode
+ * plugin that would block), with the batch program attached to this process.
+ * The pinned maps must count exactly the calls made, split by plugin, hook and
+ * outcome; then a one-plugin chain whose agent sleeps 2 ms shows that the
+ * histogram's p50 is within one bucket of the latency measured here.
+ */
+static struct pbus_mgr *open_mgr(const char *yaml, struct pbus_config **cfg)
+{
+	struct pbus_mgr_opts o = {.sock_path = th_sock_path()};
+	struct pbus_diag d = {0};
+	struct pbus_mgr *m;
+
+	ck_assert_int_eq(pbus_config_parse(yaml, strlen(yaml), "t.yaml", &d,
+					   cfg),
+			 0);
+	ck_assert_int_eq(pbus_mgr_open(*cfg, &o, &m), 0);
+	ck_assert_int_eq(pbus_mgr_wait_ready(m, 10000), 0);
+	return m;
+}
+
+static void tool_payload(msgpack_sbuffer *sb)
+{
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 2);
+	msgpack_pack_str_with_body(&pk, "name", 4);
+	msgpack_pack_str_with_body(&pk, "search", 6);
+	msgpack_pack_str_with_body(&pk, "args", 4);
+	msgpack_pack_map(&pk, 1);
+	msgpack_pack_str_with_body(&pk, "q", 1);
+	msgpack_pack_str_with_body(&pk, "pbus", 4);
+}
+
+START_TEST(real_gateway_calls_are_counted_by_plugin_hook_and_outcome)
+{
+	char yaml[2048], inst[64];
+	const char *ctl = strdup(th_bin("agent-ctl"));
+	struct pbus_gctx g = {.request_id = "r1", .user = "alice"};
+	struct pbus_obs_snap s = {0};
+	struct pbus_config *cfg;
+	struct pbus_request *rq;
+	struct pbus_outcome out;
+	struct pbus_obs *obs;
+	struct pbus_mgr *m;
+	msgpack_sbuffer sb;
+	const unsigned n = 3000;
+
+	snprintf(yaml, sizeof(yaml),
+		 "plugin_settings: {plugin_timeout: 10}\n"
+		 "plugins:\n"
+		 "  - {name: allow, kind: agent, hooks: [tool_pre_invoke], "
+		 "priority: 1, command: [%s], config: {action: allow}}\n"
+		 "  - {name: modify, kind: agent, hooks: [tool_pre_invoke], "
+		 "priority: 2, command: [%s], config: {action: modify, "
+		 "set: {args: {q: masked}}}}\n"
+		 "  - {name: audit, kind: agent, hooks: [tool_pre_invoke], "
+		 "mode: transform, priority: 3, command: [%s], "
+		 "config: {action: violate, code: X}}\n",
+		 ctl, ctl, ctl);
+	m = open_mgr(yaml, &cfg);
+	instance_name(inst, sizeof(inst));
+	obs = attach_self(inst, 0, 0);
+	msgpack_sbuffer_init(&sb);
+	tool_payload(&sb);
+	ck_assert_int_eq(pbus_request_create(m, &g, &rq), 0);
+	for (unsigned i = 0; i < n; i++) {
+		ck_assert_int_eq(pbus_run(m, rq, PBUS_HOOK_TOOL_PRE_INVOKE,
+					  sb.data, sb.size, &out),
+				 0);
+		ck_assert_int_eq(out.continue_processing, 1);
+	}
+	pbus_mgr_flush_stats();
+	read_pinned(inst, &s);
+	{
+		const struct pbus_obs_slot *a = pbus_obs_snap_slot(
+			&s, 0, PBUS_HOOK_TOOL_PRE_INVOKE);
+		const struct pbus_obs_slot *b = pbus_obs_snap_slot(
+			&s, 1, PBUS_HOOK_TOOL_PRE_INVOKE);
+		const struct pbus_obs_slot *c = pbus_obs_snap_slot(
+			&s, 2, PBUS_HOOK_TOOL_PRE_INVOKE);
+		const __u64 *oa = &a->ok, *ob = &b->ok, *oc = &c->ok;
+
+		ck_assert_uint_eq(a->calls, n);
+		ck_assert_uint_eq(oa[PBUS_OUTCOME_OK], n);
+		ck_assert_uint_eq(b->calls, n);
+		ck_assert_uint_eq(ob[PBUS_OUTCOME_MODIFIED], n);
+		ck_assert_uint_eq(c->calls, n);
+		ck_assert_uint_eq(oc[PBUS_OUTCOME_VIOLATION], n);
+		ck_assert_uint_eq(s.totals.records, 3 * n);
+	}
+	pbus_obs_snap_fini(&s);
+	pbus_request_destroy(rq);
+	msgpack_sbuffer_destroy(&sb);
+	detach_all(obs, inst);
+	pbus_mgr_close(m);
+	pbus_config_destroy(cfg);
+	free((void *)ctl);
+}
+END_TEST
+
+START_TEST(real_gateway_histogram_p50_matches_measured_latency)
+{
+	char yaml[1024], inst[64];
+	const char *ctl = strdup(th_bin("agent-ctl"));
+	struct pbus_gctx g = {.request_id = "r1"};
+	struct pbus_obs_snap s = {0};
+	struct pbus_config *cfg;
+	struct pbus_request *rq;
+	struct pbus_outcome out;
+	struct pbus_obs *obs;
+	struct pbus_mgr *m;
+	msgpack_sbuffer sb;
+	uint64_t lat[201];
+	unsigned n = 201;
+	int b, want;
+
+	snprintf(yaml, sizeof(yaml),
+		 "plugin_settings: {plugin_timeout: 10}\n"
+		 "plugins:\n"
+		 "  - {name: slow, kind: agent, hooks: [tool_pre_invoke], "
+		 "command: [%s], config: {action: allow, sleep_ms: 2}}\n",
+		 ctl);
+	m = open_mgr(yaml, &cfg);
+	instance_name(inst, sizeof(inst));
+	obs = attach_self(inst, 0, 0);
+	msgpack_sbuffer_init(&sb);
+	tool_payload(&sb);
+	ck_assert_int_eq(pbus_request_create(m, &g, &rq), 0);
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t t0 = pbus__now_ns();
+
+		ck_assert_int_eq(pbus_run(m, rq, PBUS_HOOK_TOOL_PRE_INVOKE,
+					  sb.data, sb.size, &out),
+				 0);
+		lat[i] = pbus__now_ns() - t0;
+	}
+	pbus_mgr_flush_stats();
+	qsort(lat, n, sizeof(lat[0]), cmp_u64);
+	read_pinned(inst, &s);
+	b = pbus_obs_quantile_bucket(
+		pbus_obs_snap_slot(&s, 0, PBUS_HOOK_TOOL_PRE_INVOKE), 0.5);
+	want = (int)pbus_obs_bucket(lat[n / 2]);
+	ck_assert_msg(b >= want - 1 && b <= want + 1,
+		      "histogram p50 bucket %d, measured %llu ns in bucket %d",
+		      b, (unsigned long long)lat[n / 2], want);
+	pbus_obs_snap_fini(&s);
+	pbus_request_destroy(rq);
+	msgpack_sbuffer_destroy(&sb);
+	detach_all(obs, inst);
+	pbus_mgr_close(m);
+	pbus_config_destroy(cfg);
+	free((void *)ctl);
+}
+END_TEST
+
 static void sweep(void)
 {
 	char prefix[64], path[PATH_MAX];
@@ -839,6 +1002,9 @@ static Suite *obs_suite(int with_bpf)
 	tcase_add_unchecked_fixture(tc, NULL, sweep);
 	tcase_set_timeout(tc, 90);
 	tcase_add_test(tc, collector_process_counts_calls_and_writes_rrd);
+	tcase_add_test(tc,
+		       real_gateway_calls_are_counted_by_plugin_hook_and_outcome);
+	tcase_add_test(tc, real_gateway_histogram_p50_matches_measured_latency);
 	suite_add_tcase(s, tc);
 	return s;
 }
