@@ -215,7 +215,8 @@ int main(void)
 		} else if (!strcmp(cmd, "garbage")) {
 			for (uint64_t i = 0; i < rsize; i += 4)
 				*(uint32_t *)(resp + i) = (uint32_t)rand();
-			rtail = ((uint64_t)rand() << 32) | (uint64_t)rand();
+			rtail = (((uint64_t)rand() << 32) | (uint64_t)rand()) &
+				~63ull; /* random, but aligned: no UB here */
 		} else if (!strcmp(cmd, "doorbell")) {
 			for (int i = 0; i < 10000; i++)
 				wake_gw();
