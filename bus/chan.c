@@ -643,9 +643,13 @@ int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
 	id = (next & ~((1ull << 40) - 1)) | low;
 	if (id > next)
 		id -= 1ull << 40;
-	ret = collect(ch, id,
-		      wait_ns ? pbus__now_ns() + wait_ns : 0 /* check once */,
-		      r);
+	if (wait_ns) {
+		uint64_t now = pbus__now_ns();
+
+		wait_ns = wait_ns > UINT64_MAX - now ? UINT64_MAX
+						     : now + wait_ns;
+	}
+	ret = collect(ch, id, wait_ns /* 0: check once */, r);
 	pbus__chan_put(ch);
 	return ret;
 }
