@@ -33,6 +33,7 @@
 
 #include "bench.h"
 #include "bench_obs.h"
+#include "bench_agents.h"
 
 /* ---------------------------------------------------------------- stats */
 
@@ -757,7 +758,7 @@ static void usage(FILE *f)
 		   "minute)\n"
 		   "  --bindir DIR  where pbus-passthrough lives (default: "
 		   "next to this program)\n"
-		   "  --only NAME   run one benchmark: core, chain, obs\n"
+		   "  --only NAME   run one benchmark: core, chain, agents, obs\n"
 		   "  -h, --help    this text\n");
 }
 
@@ -805,6 +806,10 @@ int main(int argc, char **argv)
 	if (!only || !strcmp(only, "chain")) {
 		fflush(stdout);
 		ret |= bench_chain(stdout, bindir, quick);
+	}
+	if (!only || !strcmp(only, "agents")) {
+		fflush(stdout);
+		ret |= bench_agents(stdout, bindir, quick);
 	}
 	if (!only || !strcmp(only, "obs")) {
 		fflush(stdout);
