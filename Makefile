@@ -47,7 +47,7 @@ endif
 
 # Dependencies: pkg-config only. Recursively expanded, so they are read when a
 # recipe runs, after $(B)/.deps has installed whatever was missing.
-PKGS := yaml-0.1 msgpack libbpf librrd
+PKGS := yaml-0.1 msgpack libbpf librrd jansson
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS = $(shell pkg-config --libs $(PKGS))
 CHECK_CFLAGS = $(shell pkg-config --cflags check)
@@ -146,6 +146,7 @@ tools: $(TOOL_BINS) $(PROBE_BINS)
 
 # ---------------------------------------------------------------- probes
 -include probes/probes.mk
+-include tests/fuzz/fuzz.mk
 
 # ---------------------------------------------------------------- tests
 # tests/test_<m>.c -> $(B)/tests/test_<m>, each linked with tests/helpers.c.

@@ -23,6 +23,10 @@ typedef int pbus_cmd_fn(int argc, char **argv);
 
 /* Subcommands, one per file. */
 int pbus_cmd_check(int argc, char **argv);
+int pbus_cmd_run(int argc, char **argv);
+int pbus_cmd_proxy(int argc, char **argv);
+int pbus_cmd_bench(int argc, char **argv);
+int pbus_cmd_status(int argc, char **argv);
 
 /*
  * Shared helper (check.c) for every subcommand that reads a config. Load the

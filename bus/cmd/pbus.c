@@ -20,6 +20,10 @@ static const struct cmd {
 	const char *summary;
 } cmds[] = {
 	{"check", pbus_cmd_check, "validate a plugin config file"},
+	{"run", pbus_cmd_run, "replay MCP requests through the plugins"},
+	{"proxy", pbus_cmd_proxy, "MCP stdio gateway in front of a server"},
+	{"bench", pbus_cmd_bench, "run the benchmarks (pbus-bench)"},
+	{"status", pbus_cmd_status, "show a gateway's plugins and agents"},
 };
 
 #define N_CMDS (sizeof(cmds) / sizeof(cmds[0]))

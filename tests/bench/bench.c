@@ -34,6 +34,7 @@
 #include "bench.h"
 #include "bench_obs.h"
 #include "bench_agents.h"
+#include "bench_proxy.h"
 
 /* ---------------------------------------------------------------- stats */
 
@@ -758,7 +759,7 @@ static void usage(FILE *f)
 		   "minute)\n"
 		   "  --bindir DIR  where pbus-passthrough lives (default: "
 		   "next to this program)\n"
-		   "  --only NAME   run one benchmark: core, chain, agents, obs\n"
+		   "  --only NAME   run one benchmark: core, chain, agents, proxy, obs\n"
 		   "  -h, --help    this text\n");
 }
 
@@ -799,6 +800,13 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (only && strcmp(only, "core") && strcmp(only, "chain") &&
+	    strcmp(only, "agents") && strcmp(only, "proxy") &&
+	    strcmp(only, "obs")) {
+		fprintf(stderr, "pbus-bench: unknown benchmark '%s'\n", only);
+		usage(stderr);
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	tsc_calibrate();
 	if (!only || !strcmp(only, "core"))
@@ -810,6 +818,10 @@ int main(int argc, char **argv)
 	if (!only || !strcmp(only, "agents")) {
 		fflush(stdout);
 		ret |= bench_agents(stdout, bindir, quick);
+	}
+	if (!only || !strcmp(only, "proxy")) {
+		fflush(stdout);
+		ret |= bench_proxy(stdout, bindir, quick);
 	}
 	if (!only || !strcmp(only, "obs")) {
 		fflush(stdout);
