@@ -19,6 +19,13 @@
  * The agent trusts the gateway's layout but still bounds-checks every
  * descriptor against the arena, so a bad descriptor costs an error answer,
  * never a crash.
+ *
+ * Gateway exit: an agent the gateway spawned ($PBUS_SPAWNED=1) sets
+ * PR_SET_PDEATHSIG to SIGTERM when its parent is the gateway process
+ * ($PBUS_GATEWAY_PID), so it leaves even after a kill -9 of the gateway; every
+ * agent also notices the control socket's EOF within a heartbeat. With the
+ * `reconnect` option, an external agent then connects again with back-off
+ * (sleeping, never spinning) until a gateway serves it or it is stopped.
  */
 #include <limits.h>
 #include <sched.h>
@@ -26,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -37,6 +45,8 @@
 
 #define BATCH 32
 #define RESERVE_PREF 4096u /* wrap early rather than start a frame with less */
+#define RECONNECT_FIRST_MS 100u
+#define RECONNECT_MAX_MS 2000u
 
 struct pbus_call {
 	struct pbus_agent *a;
@@ -61,6 +71,12 @@ struct pbus_agent {
 	unsigned heartbeat_ms;
 	unsigned idle_spin_ns;
 	int no_signals;
+	int reconnect;          /* reconnect with back-off (external agents) */
+	int spawned;            /* started by a gateway ($PBUS_SPAWNED=1) */
+	int orphan;             /* that gateway was gone before we started */
+	void *cfg_copy;         /* private copy of the first config received */
+	size_t cfg_copy_len;
+	int have_cfg;
 	struct {
 		pbus_handler_fn *fn;
 		void *arg;
@@ -103,6 +119,30 @@ static void on_signal(int sig)
 	sig_stop = 1;
 }
 
+static int env_is_1(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v && !strcmp(v, "1");
+}
+
+/*
+ * A spawned agent whose parent is the gateway process asks for SIGTERM when
+ * that parent dies, then checks the parent again (it may have died before
+ * the prctl). Started through a wrapper, the parent is not the gateway and
+ * only the socket's EOF tells.
+ */
+static void watch_gateway_process(struct pbus_agent *a)
+{
+	const char *s = getenv("PBUS_GATEWAY_PID");
+	long gw = s ? strtol(s, NULL, 10) : 0;
+
+	if (gw <= 0 || getppid() != (pid_t)gw)
+		return;
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == 0 && getppid() != (pid_t)gw)
+		a->orphan = 1;
+}
+
 /* ---------------------------------------------------------------- setup */
 
 int pbus_agent_create(const struct pbus_agent_opts *o, struct pbus_agent **out)
@@ -129,6 +169,12 @@ int pbus_agent_create(const struct pbus_agent_opts *o, struct pbus_agent **out)
 	a->heartbeat_ms = o->heartbeat_ms ? o->heartbeat_ms : 1000;
 	a->idle_spin_ns = o->idle_spin_ns;
 	a->no_signals = o->no_signals;
+	a->reconnect = o->reconnect || env_is_1("PBUS_RECONNECT");
+	if (env_is_1("PBUS_SPAWNED")) {
+		a->spawned = 1;
+		a->reconnect = 0;
+		watch_gateway_process(a);
+	}
 	a->sock = -1;
 	a->chan.fd = a->arena.fd = -1;
 	a->last_cpu = -1;
@@ -149,6 +195,7 @@ void pbus_agent_destroy(struct pbus_agent *a)
 	if (a->sock >= 0)
 		close(a->sock);
 	free(a->ovf);
+	free(a->cfg_copy);
 	free(a);
 }
 
@@ -162,11 +209,14 @@ int pbus_agent_on(struct pbus_agent *a, int hook, pbus_handler_fn *fn,
 	return 0;
 }
 
-static int dial(struct pbus_agent *a)
+/* Connect to the control socket, retrying while it is absent or refused
+ * until the connect timeout (@once: a single attempt). */
+static int dial(struct pbus_agent *a, int once)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	uint64_t until = pbus__now_ns() +
-			 (uint64_t)a->connect_timeout_ms * 1000000ull;
+	uint64_t until = once ? 0
+			      : pbus__now_ns() + (uint64_t)a->connect_timeout_ms *
+							 1000000ull;
 	int fd, ret;
 
 	strcpy(sa.sun_path, a->sock_path);
@@ -205,7 +255,35 @@ static int check_regions(struct pbus_agent *a, const struct pbus_msg_welcome *w)
 	return 0;
 }
 
-int pbus_agent_connect(struct pbus_agent *a)
+/*
+ * Keep the plugin's config in private memory, so that pointers an agent
+ * took into it survive a reconnect (which unmaps the old channel). A later
+ * connection with a different config keeps the first one, with a warning.
+ */
+static int keep_config(struct pbus_agent *a, const uint8_t *cfg, size_t len)
+{
+	if (a->have_cfg) {
+		if (len != a->cfg_copy_len ||
+		    (len && memcmp(cfg, a->cfg_copy, len)))
+			pbus__warn("plugin '%s': the gateway sent a different "
+				   "config; restart the agent to use it",
+				   a->name);
+		return 0;
+	}
+	if (len) {
+		a->cfg_copy = malloc(len);
+		if (!a->cfg_copy)
+			return -ENOMEM;
+		memcpy(a->cfg_copy, cfg, len);
+	}
+	a->cfg_copy_len = len;
+	a->cfg = a->cfg_copy;
+	a->cfg_len = len;
+	a->have_cfg = 1;
+	return 0;
+}
+
+static int connect_once(struct pbus_agent *a, int once)
 {
 	struct pbus_msg_hello m;
 	struct pbus_msg_welcome w;
@@ -214,7 +292,9 @@ int pbus_agent_connect(struct pbus_agent *a)
 
 	if (a->hdr)
 		return -EISCONN;
-	ret = dial(a);
+	if (a->orphan)
+		return -ENOTCONN; /* the gateway that started us is gone */
+	ret = dial(a, once);
 	if (ret < 0)
 		return ret;
 	a->sock = ret;
@@ -271,12 +351,16 @@ int pbus_agent_connect(struct pbus_agent *a)
 	a->req_mask = a->hdr->req_slots - 1;
 	a->resp = (uint8_t *)a->chan.base + a->hdr->resp_off;
 	a->resp_size = a->hdr->resp_size;
-	a->cfg = a->hdr->cfg_len ? (uint8_t *)a->chan.base + a->hdr->cfg_off
-				 : NULL;
-	a->cfg_len = a->hdr->cfg_len;
+	ret = keep_config(a, (uint8_t *)a->chan.base + a->hdr->cfg_off,
+			  a->hdr->cfg_len);
+	if (ret) {
+		a->hdr = NULL;
+		goto out_arena;
+	}
 	if (!a->idle_spin_ns)
 		a->idle_spin_ns = a->hdr->idle_spin_ns;
 	a->req_head = a->resp_tail = a->resp_head_cache = 0;
+	a->gone = 0;
 	a->mycpu = sched_getcpu();
 	a->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
 	__atomic_store_n(&a->hdr->agent_pid, (uint32_t)getpid(),
@@ -307,6 +391,68 @@ out_close:
 	close(a->sock);
 	a->sock = -1;
 	return ret;
+}
+
+int pbus_agent_connect(struct pbus_agent *a)
+{
+	return connect_once(a, 0);
+}
+
+/* Forget the current connection (reconnect mode). */
+static void agent_disconnect(struct pbus_agent *a)
+{
+	if (a->hdr)
+		__atomic_store_n(&a->hdr->agent_state, PBUS_PEER_GONE,
+				 __ATOMIC_RELEASE);
+	pbus__region_close(&a->chan);
+	pbus__region_close(&a->arena);
+	if (a->sock >= 0)
+		close(a->sock);
+	a->sock = -1;
+	a->hdr = NULL;
+	a->req = NULL;
+	a->resp = NULL;
+	a->gone = 0;
+}
+
+/* Sleep @ms unless a stop comes first (a signal cuts the sleep short). */
+static void nap(struct pbus_agent *a, unsigned ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+	if (!sig_stop && !atomic_load(&a->stop))
+		nanosleep(&ts, NULL);
+}
+
+/*
+ * Connect again with back-off: one attempt per round, @first_ms before the
+ * first one, doubling to RECONNECT_MAX_MS. Returns 0 when connected or when
+ * a stop was requested (a->hdr tells which).
+ */
+static int reconnect(struct pbus_agent *a, unsigned first_ms)
+{
+	unsigned delay = first_ms;
+	int ret, logged = 0;
+
+	for (;;) {
+		if (delay)
+			nap(a, delay);
+		if (sig_stop || atomic_load(&a->stop))
+			return 0;
+		ret = connect_once(a, 1);
+		if (!ret) {
+			pbus__info("plugin '%s': reconnected, epoch %u",
+				   a->name, a->epoch);
+			return 0;
+		}
+		if (!logged++)
+			pbus__info("plugin '%s': no gateway (%s); retrying "
+				   "with back-off", a->name, strerror(-ret));
+		delay = delay ? delay * 2 : RECONNECT_FIRST_MS;
+		if (delay > RECONNECT_MAX_MS)
+			delay = RECONNECT_MAX_MS;
+	}
 }
 
 const void *pbus_agent_config(const struct pbus_agent *a, size_t *len)
@@ -858,12 +1004,10 @@ int pbus_agent_poll(struct pbus_agent *a, int timeout_ms)
 	return ret < 0 ? ret : total;
 }
 
-int pbus_agent_run(struct pbus_agent *a)
+static int serve(struct pbus_agent *a)
 {
 	int ret;
 
-	if (!a->hdr)
-		return -ENOTCONN;
 	for (;;) {
 		ret = serve_batch(a);
 		if (ret < 0)
@@ -876,10 +1020,35 @@ int pbus_agent_run(struct pbus_agent *a)
 	}
 	__atomic_store_n(&a->hdr->agent_state, PBUS_PEER_GONE,
 			 __ATOMIC_RELEASE);
-	/* A requested stop is a clean exit; a vanished gateway is not. */
-	if (sig_stop || atomic_load(&a->stop))
-		return 0;
 	return ret;
+}
+
+int pbus_agent_run(struct pbus_agent *a)
+{
+	int ret;
+
+	if (!a->hdr) {
+		if (!a->reconnect)
+			return -ENOTCONN;
+		reconnect(a, 0);
+		if (!a->hdr)
+			return 0; /* stopped before a gateway answered */
+	}
+	for (;;) {
+		ret = serve(a);
+		/* A requested stop is a clean exit; a vanished gateway is
+		 * not, unless we reconnect. */
+		if (sig_stop || atomic_load(&a->stop))
+			return 0;
+		if (!a->reconnect)
+			return ret;
+		pbus__info("plugin '%s': lost the gateway (epoch %u)", a->name,
+			   a->epoch);
+		agent_disconnect(a);
+		reconnect(a, RECONNECT_FIRST_MS);
+		if (!a->hdr)
+			return 0;
+	}
 }
 
 /* ---------------------------------------------------------------- a call */

@@ -125,10 +125,11 @@ void pbus__chan_kill(struct pbus_chan *ch, int status)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 
-	if (atomic_exchange(&ch->dead, 1))
+	/* the status first: whoever sees dead must see why */
+	if (atomic_load(&ch->dead))
 		return;
 	ch->dead_status = status;
-	atomic_thread_fence(memory_order_seq_cst);
+	atomic_store(&ch->dead, 1); /* seq_cst: also orders the wakes below */
 	if (!ch->mapped)
 		return;
 	__atomic_store_n(&h->closing, 1, __ATOMIC_RELEASE);

@@ -12,6 +12,12 @@
  * soon as no gateway thread holds a reference. Admin clients use the same
  * socket (PBUS_MSG_ADMIN).
  *
+ * Supervision (bus/sup.c) hears of every attach and detach through
+ * pbus__sup_peer_event(), called with the bus lock held, and asks the control
+ * thread to drop a hung agent's connection with pbus__peer_drop(). A
+ * connection struct closed during an epoll round is freed only at its end,
+ * since a later event of the same round may still name it.
+ *
  * Nothing here is on the request path.
  */
 #include <fcntl.h>
@@ -73,6 +79,12 @@ static void kick(struct pbus_bus *b)
 	}
 }
 
+/*
+ * Close a connection. The struct is freed only at the end of the control
+ * loop's round (free_closed()): a later event of the same epoll batch may
+ * still point to it (a connection dropped on a kick, or replaced by a new
+ * agent, whose EOF is in the same batch).
+ */
 static void conn_close(struct pbus_bus *b, struct pbus__conn *c)
 {
 	struct pbus__conn **pp;
@@ -84,7 +96,19 @@ static void conn_close(struct pbus_bus *b, struct pbus__conn *c)
 		}
 	epoll_ctl(b->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
-	free(c);
+	c->fd = -1;
+	c->next = b->closed;
+	b->closed = c;
+}
+
+static void free_closed(struct pbus_bus *b)
+{
+	while (b->closed) {
+		struct pbus__conn *c = b->closed;
+
+		b->closed = c->next;
+		free(c);
+	}
 }
 
 static int uid_allowed(const struct pbus_bus *b, uid_t uid)
@@ -242,8 +266,10 @@ static void sweep(struct pbus_bus *b)
 	pthread_mutex_unlock(&b->lock);
 }
 
-/* Drop the agent connection @c: its calls fail with @status. */
-static void detach(struct pbus_bus *b, struct pbus__conn *c, int status)
+/* Drop the agent connection @c: its calls fail with @status. @why is the
+ * PBUS__EV_* the supervisor is told. */
+static void detach(struct pbus_bus *b, struct pbus__conn *c, int status,
+		   int why)
 {
 	struct pbus_chan *ch = c->ch;
 	struct pbus_peer *p = c->peer;
@@ -252,7 +278,9 @@ static void detach(struct pbus_bus *b, struct pbus__conn *c, int status)
 		pthread_mutex_lock(&b->lock);
 		if (atomic_load(&p->chan) == ch)
 			atomic_store(&p->chan, NULL);
-		p->pid = 0;
+		__atomic_store_n(&p->pid, 0, __ATOMIC_RELAXED);
+		if (b->sup)
+			pbus__sup_peer_event(b->sup, p, why, c->pid, ch->epoch);
 		pthread_mutex_unlock(&b->lock);
 		pbus__chan_kill(ch, status);
 		pbus__chan_put(ch); /* the connection's own reference */
@@ -314,7 +342,7 @@ static void attach(struct pbus_bus *b, struct pbus__conn *c,
 
 		if (oc && poll(&pf, 1, 0) == 1 &&
 		    (pf.revents & (POLLHUP | POLLERR))) {
-			detach(b, oc, -ENOTCONN);
+			detach(b, oc, -ENOTCONN, PBUS__EV_EOF);
 		} else {
 			send_reject(c->fd, -EEXIST,
 				    "plugin '%s' already has an agent (pid %d)",
@@ -354,12 +382,17 @@ static void attach(struct pbus_bus *b, struct pbus__conn *c,
 	c->peer = p;
 	c->ch = ch;
 	pthread_mutex_lock(&b->lock);
-	p->hooks = m->hooks;
-	p->pid = c->pid;
-	p->last_epoch = ch->epoch;
+	/* read without the lock by pbus_peer_stats() and the supervisor */
+	__atomic_store_n(&p->hooks, m->hooks, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->pid, c->pid, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->last_epoch, ch->epoch, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->t_attach, pbus__now_ns(), __ATOMIC_RELAXED);
 	atomic_fetch_add(&p->attaches, 1);
 	atomic_store(&ch->refs, 1); /* the connection's reference */
 	atomic_store_explicit(&p->chan, ch, memory_order_release);
+	if (b->sup)
+		pbus__sup_peer_event(b->sup, p, PBUS__EV_ATTACH, c->pid,
+				     ch->epoch);
 	pthread_cond_broadcast(&b->cond);
 	pthread_mutex_unlock(&b->lock);
 	pbus__info("agent '%s' (pid %d) attached, epoch %u", p->name,
@@ -375,6 +408,12 @@ static void pack_kv_u(msgpack_packer *pk, const char *k, uint64_t v)
 {
 	msgpack_pack_str_with_body(pk, k, strlen(k));
 	msgpack_pack_uint64(pk, v);
+}
+
+static void pack_kv_s(msgpack_packer *pk, const char *k, const char *v)
+{
+	msgpack_pack_str_with_body(pk, k, strlen(k));
+	msgpack_pack_str_with_body(pk, v, strlen(v));
 }
 
 static void admin(struct pbus_bus *b, struct pbus__conn *c,
@@ -396,9 +435,15 @@ static void admin(struct pbus_bus *b, struct pbus__conn *c,
 		for (unsigned i = 0; i < b->npeers; i++) {
 			struct pbus_peer_stats s;
 			struct pbus_peer *p = b->peers[i];
+			struct pbus__peer_info inf = {0, "closed", NULL};
+			uint64_t now = pbus__now_ns();
 
 			pbus_peer_stats(p, &s);
-			msgpack_pack_map(&pk, 14);
+			if (b->sup)
+				pbus__sup_peer_info(b->sup, p, &inf);
+			if (!inf.state)
+				inf.state = s.up ? "up" : "down";
+			msgpack_pack_map(&pk, 19);
 			pack_kv_u(&pk, "id", p->id);
 			msgpack_pack_str_with_body(&pk, "name", 4);
 			msgpack_pack_str_with_body(&pk, p->name,
@@ -420,6 +465,15 @@ static void admin(struct pbus_bus *b, struct pbus__conn *c,
 			pack_kv_u(&pk, "rejected", s.rejected);
 			pack_kv_u(&pk, "rej_bad", s.rej_bad);
 			pack_kv_u(&pk, "rej_stale", s.rej_stale);
+			/* supervision */
+			pack_kv_u(&pk, "restarts", inf.restarts);
+			pack_kv_s(&pk, "circuit", inf.circuit);
+			pack_kv_s(&pk, "state", inf.state);
+			pack_kv_u(&pk, "errors", s.timeouts + s.agent_down);
+			pack_kv_u(&pk, "uptime_ms",
+				  s.up && now > p->t_attach
+					  ? (now - p->t_attach) / 1000000u
+					  : 0);
 		}
 		pthread_mutex_unlock(&b->lock);
 	} else if (m->cmd == PBUS_ADMIN_RESTART) {
@@ -432,7 +486,7 @@ static void admin(struct pbus_bus *b, struct pbus__conn *c,
 		else if (!oc)
 			status = -ENOTCONN;
 		else
-			detach(b, oc, -ENOTCONN);
+			detach(b, oc, -ENOTCONN, PBUS__EV_ADMIN);
 	} else {
 		status = -EOPNOTSUPP;
 	}
@@ -470,8 +524,14 @@ static void accept_all(struct pbus_bus *b)
 			return;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &sl) < 0 ||
 		    !uid_allowed(b, cr.uid)) {
+			char junk[sizeof(struct pbus_msg_hello)];
+
 			send_reject(fd, -EACCES, "uid %d is not allowed",
 				    (int)cr.uid);
+			/* read what it sent already: closing on unread data
+			 * would reset the connection and lose the REJECT */
+			while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+				;
 			close(fd);
 			continue;
 		}
@@ -505,12 +565,14 @@ static void conn_event(struct pbus_bus *b, struct pbus__conn *c, uint32_t ev)
 	} m;
 	ssize_t n;
 
+	if (c->fd < 0)
+		return; /* closed earlier in this round */
 	n = pbus__ctl_recv(c->fd, &m, sizeof(m), NULL, NULL, 0);
 	if (n == -EAGAIN && !(ev & (EPOLLHUP | EPOLLERR)))
 		return;
 	if (n <= 0) {
 		if (c->kind == CONN_AGENT)
-			detach(b, c, -ENOTCONN);
+			detach(b, c, -ENOTCONN, PBUS__EV_EOF);
 		else
 			conn_close(b, c);
 		return;
@@ -542,13 +604,16 @@ static void handle_kicks(struct pbus_bus *b)
 		struct pbus_peer *p = b->peers[i];
 		struct pbus_chan *ch;
 		struct pbus__conn *oc;
+		uint32_t want = atomic_exchange(&p->want_disconnect, 0);
 
-		if (!atomic_exchange(&p->want_disconnect, 0))
+		if (!want)
 			continue;
 		ch = atomic_load(&p->chan);
+		if (ch && want != PBUS__DROP_ANY && ch->epoch != want)
+			continue; /* that connection is gone already */
 		oc = ch ? conn_of_chan(b, ch) : NULL;
 		if (oc)
-			detach(b, oc, -ENOTCONN);
+			detach(b, oc, -ENOTCONN, PBUS__EV_DROP);
 	}
 }
 
@@ -577,6 +642,7 @@ static void *ctl_main(void *arg)
 			    pbus__now_ns() - c->t_open > HELLO_TIMEOUT_NS)
 				conn_close(b, c);
 		}
+		free_closed(b);
 		sweep(b);
 	}
 	return NULL;
@@ -745,10 +811,11 @@ void pbus_bus_close(struct pbus_bus *b)
 		struct pbus__conn *c = b->conns;
 
 		if (c->kind == CONN_AGENT)
-			detach(b, c, -ENOTCONN);
+			detach(b, c, -ENOTCONN, PBUS__EV_CLOSE);
 		else
 			conn_close(b, c);
 	}
+	free_closed(b);
 	for (unsigned i = 0; i < b->npeers; i++) {
 		struct pbus_peer *p = b->peers[i];
 
@@ -894,18 +961,23 @@ int pbus_peer_stats(const struct pbus_peer *cp, struct pbus_peer_stats *s)
 	s->rej_bad = atomic_load(&p->rej_bad);
 	s->rejected = s->rej_unknown + s->rej_stale + s->rej_dup + s->rej_bad;
 	s->attaches = atomic_load(&p->attaches);
-	s->epoch = p->last_epoch;
-	s->pid = p->pid;
-	s->hooks = p->hooks;
+	s->epoch = __atomic_load_n(&p->last_epoch, __ATOMIC_RELAXED);
+	s->pid = __atomic_load_n(&p->pid, __ATOMIC_RELAXED);
+	s->hooks = __atomic_load_n(&p->hooks, __ATOMIC_RELAXED);
 	s->up = (uint32_t)pbus_peer_is_up(p);
+	return 0;
+}
+
+int pbus__peer_drop(struct pbus_peer *p, uint32_t epoch)
+{
+	if (!atomic_load(&p->chan))
+		return -ENOTCONN;
+	atomic_store(&p->want_disconnect, epoch ? epoch : PBUS__DROP_ANY);
+	kick(p->bus);
 	return 0;
 }
 
 int pbus_peer_disconnect(struct pbus_peer *p)
 {
-	if (!atomic_load(&p->chan))
-		return -ENOTCONN;
-	atomic_store(&p->want_disconnect, 1);
-	kick(p->bus);
-	return 0;
+	return pbus__peer_drop(p, PBUS__DROP_ANY);
 }

@@ -93,6 +93,8 @@ struct pbus_peer {
 	struct pbus_chan *_Atomic chan; /* current connection or NULL */
 	struct pbus_chan *pool[PBUS__CHAN_POOL];
 	uint32_t next_epoch;
+	/* hooks, pid, last_epoch, t_attach: written by the control thread
+	 * under the bus lock, read anywhere with __atomic_load_n */
 	uint32_t hooks;
 	pid_t pid;
 
@@ -100,7 +102,26 @@ struct pbus_peer {
 	_Atomic uint64_t rej_unknown, rej_stale, rej_dup, rej_bad;
 	_Atomic uint64_t attaches;
 	uint32_t last_epoch;
-	_Atomic int want_disconnect; /* asks the control thread to detach */
+	uint64_t t_attach;        /* CLOCK_MONOTONIC ns of the last attach */
+	/* asks the control thread to detach: 0 no, PBUS__DROP_ANY any
+	 * connection, else only the connection of that epoch */
+	_Atomic uint32_t want_disconnect;
+
+	/* Circuit breaker (bus/sup.c). `circuit` is read on every call of
+	 * the plugin manager; the rest only when it is not closed. */
+	_Atomic uint32_t circuit __attribute__((aligned(64))); /* PBUS__CIRCUIT_* */
+	_Atomic uint32_t probe;          /* 1: the half-open probe is out */
+	_Atomic uint64_t circuit_until;  /* OPEN until, CLOCK_MONOTONIC ns */
+	_Atomic uint64_t probe_t;        /* when the probe was let through */
+	_Atomic uint64_t probe_completed; /* `completed` at that moment */
+};
+
+#define PBUS__DROP_ANY UINT32_MAX
+
+enum {
+	PBUS__CIRCUIT_CLOSED = 0,
+	PBUS__CIRCUIT_OPEN,
+	PBUS__CIRCUIT_HALF_OPEN,
 };
 
 struct pbus_lane {
@@ -137,7 +158,44 @@ struct pbus_bus {
 	struct pbus_peer **peers;
 	unsigned npeers, cap_peers;
 	struct pbus__conn *conns; /* control connections */
+	struct pbus__conn *closed; /* closed this round, freed at its end */
+	/* The supervisor (bus/sup.c) or NULL. Set and cleared under `lock`;
+	 * the control thread calls it only under `lock`. */
+	struct pbus__sup *sup;
 };
+
+/* ------------------------------------------------------------ supervision
+ *
+ * The control thread tells the supervisor about every attach and detach
+ * (with b->lock held: the callee must not block nor take b->lock), and asks
+ * it for the extra columns of the admin LIST. sup.c implements both; with no
+ * supervisor (a bare bus) b->sup is NULL and nothing is called.
+ */
+struct pbus__sup;
+
+enum pbus__peer_event {
+	PBUS__EV_ATTACH = 1, /* an agent attached */
+	PBUS__EV_EOF,        /* its connection ended (exit, crash, kill) */
+	PBUS__EV_ADMIN,      /* admin RESTART dropped it */
+	PBUS__EV_DROP,       /* pbus__peer_drop()/pbus_peer_disconnect() */
+	PBUS__EV_CLOSE,      /* the bus is closing */
+};
+
+struct pbus__peer_info {
+	uint32_t restarts;   /* agent restarts so far */
+	const char *circuit; /* "closed", "open", "half-open" */
+	const char *state;   /* "up", "starting", "backoff", ... */
+};
+
+void pbus__sup_peer_event(struct pbus__sup *s, struct pbus_peer *p, int ev,
+			  pid_t pid, uint32_t epoch);
+void pbus__sup_peer_info(struct pbus__sup *s, const struct pbus_peer *p,
+			 struct pbus__peer_info *out);
+
+/* gateway.c: ask the control thread to drop @p's connection if its epoch
+ * is @epoch (PBUS__DROP_ANY: whatever is attached). Any thread; does not
+ * wait. 0, or -ENOTCONN when nothing is attached. */
+int pbus__peer_drop(struct pbus_peer *p, uint32_t epoch);
 
 /* chan.c */
 struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p);

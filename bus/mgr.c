@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Plugin manager lifecycle: build the registry from a loaded config, open
- * the bus, declare every enabled plugin, start the agents that have a
- * command, and stop them again.
+ * the bus, declare every plugin, and hand the agents to the supervisor
+ * (bus/sup.c), which starts those that have a command, restarts them and
+ * stops them again.
  *
  * The registry is built once: per hook and per phase, plugin indexes sorted
  * by priority (ascending, ties in file order). Legacy modes map to phases
@@ -10,20 +11,13 @@
  * enforce_ignore_error -> sequential with on_error ignore, permissive ->
  * transform with on_error ignore, disabled -> not started).
  */
-#include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "internal.h"
 #include "mgr_int.h"
-
-extern char **environ;
+#include "sup.h"
 
 static int phase_of(int mode)
 {
@@ -84,107 +78,6 @@ static int build_registry(struct pbus_mgr *m)
 			}
 		}
 	return 0;
-}
-
-/* Resolve a command's program: as given if it has a slash, else next to
- * our own binary, then in @extra, then $PATH (posix_spawnp). */
-static void resolve(const char *prog, const char *extra, char *out,
-		    size_t cap)
-{
-	char self[PATH_MAX];
-	ssize_t n;
-
-	snprintf(out, cap, "%s", prog);
-	if (strchr(prog, '/'))
-		return;
-	if (extra) {
-		snprintf(out, cap, "%s/%s", extra, prog);
-		if (access(out, X_OK) == 0)
-			return;
-	}
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n > 0) {
-		self[n] = 0;
-		if (strrchr(self, '/'))
-			*strrchr(self, '/') = 0;
-		snprintf(out, cap, "%s/%s", self, prog);
-		if (access(out, X_OK) == 0)
-			return;
-	}
-	snprintf(out, cap, "%s", prog);
-}
-
-static int spawn_agent(struct pbus_mgr *m, struct mgr_plugin *p,
-		       const char *extra)
-{
-	const struct pbus_plugin_cfg *c = p->cfg;
-	char path[PATH_MAX + 256], sock[160], name[128];
-	char **envp;
-	size_t ne = 0, k = 0;
-	int ret;
-
-	resolve(c->command.v[0], extra, path, sizeof(path));
-	while (environ[ne])
-		ne++;
-	envp = calloc(ne + c->env.n + 3, sizeof(*envp));
-	if (!envp)
-		return -ENOMEM;
-	snprintf(sock, sizeof(sock), "PBUS_SOCK=%s",
-		 pbus_bus_sock_path(m->bus));
-	snprintf(name, sizeof(name), "PBUS_PLUGIN=%s", c->name);
-	envp[k++] = sock;
-	envp[k++] = name;
-	for (unsigned i = 0; i < c->env.n; i++)
-		envp[k++] = c->env.v[i];
-	for (size_t i = 0; i < ne; i++)
-		if (strncmp(environ[i], "PBUS_SOCK=", 10) &&
-		    strncmp(environ[i], "PBUS_PLUGIN=", 12))
-			envp[k++] = environ[i];
-	envp[k] = NULL;
-	ret = strchr(path, '/')
-		      ? posix_spawn(&p->pid, path, NULL, NULL, c->command.v,
-				    envp)
-		      : posix_spawnp(&p->pid, path, NULL, NULL, c->command.v,
-				     envp);
-	free(envp);
-	if (ret) {
-		pbus__err("plugin '%s': cannot start %s: %s", c->name, path,
-			  strerror(ret));
-		p->pid = 0;
-		return -ret;
-	}
-	pbus__info("plugin '%s': started %s (pid %d)", c->name, path,
-		   (int)p->pid);
-	return 0;
-}
-
-static void stop_agents(struct pbus_mgr *m)
-{
-	uint64_t until;
-
-	for (unsigned i = 0; i < m->n; i++)
-		if (m->pl[i].pid > 0)
-			kill(m->pl[i].pid, SIGTERM);
-	until = pbus__now_ns() + 2000000000ull;
-	for (unsigned i = 0; i < m->n; i++) {
-		struct mgr_plugin *p = &m->pl[i];
-
-		while (p->pid > 0) {
-			pid_t r = waitpid(p->pid, NULL, WNOHANG);
-
-			if (r == p->pid || (r < 0 && errno != EINTR)) {
-				p->pid = 0;
-				break;
-			}
-			if (pbus__now_ns() >= until) {
-				kill(p->pid, SIGKILL);
-				waitpid(p->pid, NULL, 0);
-				p->pid = 0;
-				break;
-			}
-			usleep(2000);
-		}
-	}
 }
 
 int pbus_mgr_open(const struct pbus_config *cfg, const struct pbus_mgr_opts *o,
@@ -255,20 +148,11 @@ int pbus_mgr_open(const struct pbus_config *cfg, const struct pbus_mgr_opts *o,
 	if (ret)
 		goto out_bus;
 	m->reaper_running = 1;
-	if (!o->no_spawn)
-		for (unsigned i = 0; i < m->n; i++) {
-			struct mgr_plugin *p = &m->pl[i];
-
-			if (p->phase == PH_NONE || !p->cfg->command.n)
-				continue;
-			ret = spawn_agent(m, p, o->agent_path);
-			if (ret)
-				goto out_agents;
-		}
+	ret = pbus__sup_open(m, o); /* starts the agents; nothing on failure */
+	if (ret)
+		goto out_bus;
 	*out = m;
 	return 0;
-out_agents:
-	stop_agents(m);
 out_bus:
 	if (m->reaper_running) {
 		pthread_mutex_lock(&m->ff_lock);
@@ -301,7 +185,7 @@ void pbus_mgr_close(struct pbus_mgr *m)
 		pthread_join(m->reaper, NULL);
 	}
 	pbus__ff_free_all(m);
-	stop_agents(m);
+	pbus__sup_close(m); /* stops and reaps the agents */
 	pbus_bus_close(m->bus);
 	for (int h = 0; h < PBUS_HOOK_COUNT; h++)
 		for (int ph = 0; ph < PH_COUNT; ph++)
@@ -371,5 +255,11 @@ int pbus_mgr_plugin_stats(const struct pbus_mgr *m, unsigned id,
 	s->skipped = atomic_load(&p->skipped);
 	s->dropped_fields = atomic_load(&p->dropped_fields);
 	s->disabled = atomic_load(&p->rt_disabled);
+	s->up = 0;
+	s->pid = 0;
+	s->epoch = 0;
+	s->restarts = 0;
+	s->circuit = PBUS_CIRCUIT_CLOSED;
+	pbus__sup_stats(m, id, s);
 	return 0;
 }

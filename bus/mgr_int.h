@@ -35,7 +35,6 @@ struct mgr_plugin {
 	int phase;               /* enum mgr_phase */
 	int on_error;            /* effective enum pbus_on_error */
 	uint64_t timeout_ns;
-	pid_t pid;               /* spawned agent, 0 if none */
 
 	_Atomic int rt_disabled;
 	_Atomic uint64_t calls, violations, errors, timeouts, agent_down;

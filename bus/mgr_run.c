@@ -20,6 +20,7 @@
 #include "gw.h"
 #include "internal.h"
 #include "mgr_int.h"
+#include "sup.h"
 #include "obs.h"
 
 #define DEFAULT_MCP_ERROR (-32603)
@@ -223,10 +224,13 @@ static void call_one(struct chain *c, struct mgr_plugin *p, struct res *r)
 	struct pbus_call_args a;
 	struct pbus_result pr;
 	uint64_t t0 = pbus__obs_clock();
-	int st = prepare(c, p, &a);
+	int gate = pbus__sup_circuit_allows(c->m, p->id);
+	int st = gate == PBUS__SUP_REFUSE ? -ENOTCONN : prepare(c, p, &a);
 
 	if (!st)
 		st = pbus_invoke(p->peer, c->l, &a, &pr);
+	if (gate == PBUS__SUP_PROBE)
+		pbus__sup_probe_done(c->m, p->id, st);
 	decode(c, &pr, st, r);
 	if (t0) {
 		r->t_end = pbus__now_ns();
@@ -241,12 +245,14 @@ static void call_band(struct chain *c, struct mgr_plugin **ps, unsigned n,
 {
 	uint64_t tk[MAX_BAND];
 	uint64_t t0 = pbus__obs_clock();
-	int st[MAX_BAND];
+	int st[MAX_BAND], gate[MAX_BAND];
 
 	for (unsigned i = 0; i < n; i++) {
 		struct pbus_call_args a;
 
-		st[i] = prepare(c, ps[i], &a);
+		gate[i] = pbus__sup_circuit_allows(c->m, ps[i]->id);
+		st[i] = gate[i] == PBUS__SUP_REFUSE ? -ENOTCONN
+						     : prepare(c, ps[i], &a);
 		if (!st[i])
 			st[i] = pbus_submit(ps[i]->peer, c->l, &a, &tk[i]);
 	}
@@ -258,6 +264,8 @@ static void call_band(struct chain *c, struct mgr_plugin **ps, unsigned n,
 			s = pbus_collect(ps[i]->peer, tk[i],
 					 ps[i]->timeout_ns + 1000000000ull,
 					 &pr);
+		if (gate[i] == PBUS__SUP_PROBE)
+			pbus__sup_probe_done(c->m, ps[i]->id, s);
 		decode(c, &pr, s, &rs[i]);
 		if (t0) {
 			rs[i].t_end = pbus__now_ns();
@@ -766,7 +774,11 @@ static void fire_and_forget(struct chain *c)
 		a.gctx = g;
 		a.timeout_ns = p->timeout_ns;
 		atomic_fetch_add(&p->calls, 1);
-		if (pbus_submit(p->peer, f->l, &a, &f->tk[f->n])) {
+		/* an open circuit fails it as "agent down"; a probe let
+		 * through here is judged by the supervisor's counters */
+		if (pbus__sup_circuit_allows(c->m, p->id) ==
+			    PBUS__SUP_REFUSE ||
+		    pbus_submit(p->peer, f->l, &a, &f->tk[f->n])) {
 			count_err(p, -ENOTCONN);
 			continue;
 		}

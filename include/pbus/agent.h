@@ -43,6 +43,12 @@ struct pbus_agent_opts {
 	unsigned heartbeat_ms;  /* 0: 1000; longest sleep between heartbeats */
 	unsigned idle_spin_ns;  /* 0: as the gateway says; how long to poll */
 	int no_signals;         /* 1: do not install SIGTERM/SIGINT handlers */
+	int reconnect;          /* 1 (or $PBUS_RECONNECT=1): pbus_agent_run()
+				 * reconnects with back-off (100 ms doubling to
+				 * 2 s) when the gateway goes away or drops the
+				 * agent, instead of returning. Ignored for an
+				 * agent the gateway spawned ($PBUS_SPAWNED=1):
+				 * the gateway restarts those itself. */
 };
 
 /* ------------------------------------------------------------ lifecycle */
@@ -63,7 +69,16 @@ int pbus_agent_connect(struct pbus_agent *a);
 
 /*
  * Serve requests until pbus_agent_stop(), SIGTERM or SIGINT (returns 0) or
- * until the gateway goes away (-ENOTCONN).
+ * until the gateway goes away or drops the agent (-ENOTCONN). With the
+ * `reconnect` option it connects again instead (calling it before
+ * pbus_agent_connect() is then allowed: it connects first), sleeping between
+ * attempts, and returns only when stopped. The config pointer of
+ * pbus_agent_config() stays valid across reconnects (the first one is kept).
+ *
+ * An agent started by a gateway ($PBUS_SPAWNED=1 in its environment) asks
+ * the kernel for SIGTERM when the gateway dies (PR_SET_PDEATHSIG), so it
+ * leaves even when the gateway is killed with SIGKILL; any agent notices a
+ * vanished gateway within one heartbeat by the control socket's EOF.
  */
 int pbus_agent_run(struct pbus_agent *a);
 

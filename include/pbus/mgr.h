@@ -136,10 +136,23 @@ int pbus_run(struct pbus_mgr *m, struct pbus_request *rq, int hook,
 
 /* ------------------------------------------------------------ stats */
 
+/* Circuit breaker states (docs/supervision.md). */
+enum pbus_circuit {
+	PBUS_CIRCUIT_CLOSED = 0,  /* calls go through */
+	PBUS_CIRCUIT_OPEN,        /* calls fail fast, as "agent down" */
+	PBUS_CIRCUIT_HALF_OPEN,   /* one probe call goes through */
+};
+
 struct pbus_plugin_stats {
 	uint64_t calls, violations, errors, timeouts, agent_down, modified;
 	uint64_t skipped, dropped_fields;
 	int disabled;             /* disabled at run time (on_error: disable) */
+	/* supervision */
+	int up;                   /* an agent is attached */
+	int32_t pid;              /* the attached agent's pid, 0 if none */
+	uint32_t epoch;           /* its connection's epoch (or the last one) */
+	uint32_t restarts;        /* agent restarts (re-attaches if external) */
+	int circuit;              /* enum pbus_circuit */
 };
 
 int pbus_mgr_plugin_stats(const struct pbus_mgr *m, unsigned id,

@@ -17,6 +17,13 @@
  *   arena     try to map the arena writable; answer metadata
  *             {"mmap": errno, "mprotect": errno, "write_fd": errno}
  *   sleep:MS  sleep MS milliseconds, then the right answer
+ *   flood     32 unsolicited answers (ids never sent), then the right one
+ *   silent    no answer at all
+ *   random    one of the above (not arena, sleep or silent) at random
+ *
+ * A request whose payload is a map (the plugin manager's payloads) takes
+ * its command from the map's "forge" key, else from the plugin config's
+ * "cmd" key, else "ok".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +35,7 @@
 #include <unistd.h>
 
 #include <pbus/pbus.h>
+#include <pbus/mp.h>
 
 #include "gw.h"
 
@@ -144,6 +152,33 @@ static void arena_probe(struct pbus_agent *a, uint64_t id, uint32_t ep)
 	msgpack_sbuffer_destroy(&sb);
 }
 
+/* The command of a map payload or of the config (see the top). */
+static void cmd_of_map(const uint8_t *p, uint32_t len, const void *cfg,
+		       size_t cfg_len, char *cmd, size_t cap)
+{
+	struct pbus_mp m, v;
+	const char *str;
+	size_t n;
+
+	snprintf(cmd, cap, "ok");
+	if ((!pbus_mp_open(p, len, &m) && !pbus_mp_get(m, "forge", &v) &&
+	     !pbus_mp_str(v, &str, &n)) ||
+	    (cfg && !pbus_mp_open(cfg, cfg_len, &m) &&
+	     !pbus_mp_get(m, "cmd", &v) && !pbus_mp_str(v, &str, &n)))
+		snprintf(cmd, cap, "%.*s", (int)n, str);
+}
+
+static const char *pick_random(void)
+{
+	static const char *const all[] = {
+		"ok",	"ok",  "ok",	   "ok",       "badlen", "hugebody",
+		"unknown", "stale", "dup",	   "tail",     "garbage",
+		"doorbell", "flood",
+	};
+
+	return all[rand() % (int)(sizeof(all) / sizeof(all[0]))];
+}
+
 static int dummy(struct pbus_call *c, void *arg)
 {
 	(void)c;
@@ -156,8 +191,9 @@ int main(void)
 	struct pbus_agent_opts o = {.no_signals = 1};
 	struct pbus_agent *a;
 	struct pbus_req_desc *req;
-	size_t alen;
+	size_t alen, cfg_len;
 	const uint8_t *arena;
+	const void *cfg;
 	uint64_t head = 0;
 	uint32_t mask, ep;
 
@@ -171,6 +207,7 @@ int main(void)
 	rsize = h->resp_size;
 	mask = h->req_slots - 1;
 	ep = h->epoch;
+	cfg = pbus_agent_config(a, &cfg_len);
 	srand((unsigned)getpid());
 	for (;;) {
 		struct pbus_req_desc d;
@@ -194,7 +231,12 @@ int main(void)
 			n = p[0] & 0x1f;
 			if (n < sizeof(cmd) && n + 1 <= d.payload_len)
 				memcpy(cmd, p + 1, n);
+		} else if (d.payload_len) {
+			cmd_of_map(p, d.payload_len, cfg, cfg_len, cmd,
+				   sizeof(cmd));
 		}
+		if (!strcmp(cmd, "random"))
+			snprintf(cmd, sizeof(cmd), "%s", pick_random());
 		if (!strcmp(cmd, "ok")) {
 			frame(d.seq, ep, NULL, 0);
 		} else if (!strcmp(cmd, "badlen")) {
@@ -226,6 +268,13 @@ int main(void)
 		} else if (!strncmp(cmd, "sleep:", 6)) {
 			usleep((useconds_t)atoi(cmd + 6) * 1000);
 			frame(d.seq, ep, NULL, 0);
+		} else if (!strcmp(cmd, "flood")) {
+			for (int i = 0; i < 32; i++)
+				frame(d.seq + 100000 + (uint64_t)rand(), ep, NULL,
+				      0);
+			frame(d.seq, ep, NULL, 0);
+		} else if (!strcmp(cmd, "silent")) {
+			/* no answer */
 		}
 		publish();
 	}
