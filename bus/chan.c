@@ -238,12 +238,18 @@ static unsigned drain(struct pbus_chan *ch)
 						     __ATOMIC_ACQUIRE);
 
 			/* Framing is lost: skip to where the agent says it
-			 * writes next, if that is believable. */
-			rej(ch, &ch->peer->rej_bad);
+			 * writes next, if that is believable. A tail not yet
+			 * published past the bad frame (agents commit frames
+			 * before they publish the tail) is waited for; a tail
+			 * that makes no sense poisons the channel. */
+			if (ch->bad_at != head + 1) {
+				rej(ch, &ch->peer->rej_bad);
+				ch->bad_at = head + 1;
+			}
 			if ((int64_t)(t - head) > 0 && t - start <= size &&
 			    t % PBUS_FRAME_ALIGN == 0)
 				head = t;
-			else
+			else if ((int64_t)(head - t) < 0 || head - t > size)
 				atomic_store(&ch->poisoned, 1);
 			break;
 		}
@@ -338,7 +344,7 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 	struct pbus_chan_hdr *h = ch->hdr;
 	struct pbus_pending *e;
 	struct pbus_req_desc *d;
-	uint64_t id, t_full = 0;
+	uint64_t id, t_full = 0, seen_head;
 
 	for (;;) {
 		if (atomic_load_explicit(&ch->dead, memory_order_acquire))
@@ -366,6 +372,7 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 			if (id - ch->req_head_cache <= ch->req_mask)
 				break;
 		}
+		seen_head = ch->req_head_cache;
 		unlock(&ch->prod_lock);
 		/* Back-pressure: ring or pending table full. */
 		now = pbus__now_ns();
@@ -382,7 +389,7 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 			__atomic_fetch_add(&h->req_space.waiters, 1,
 					   __ATOMIC_SEQ_CST);
 			if (__atomic_load_n(&h->req_head, __ATOMIC_ACQUIRE) ==
-			    ch->req_head_cache)
+			    seen_head)
 				pbus__futex_wait(&h->req_space.seq, seq,
 						 until < deadline ? until
 								  : deadline);

@@ -216,6 +216,7 @@ static int chan_setup(struct pbus_chan *ch)
 	ch->dead_status = 0;
 	atomic_store(&ch->dead, 0);
 	atomic_store(&ch->poisoned, 0);
+	ch->bad_at = 0;
 	pbus__chan_init_hdr(ch, b);
 	ch->req = (struct pbus_req_desc *)((uint8_t *)ch->shm.base +
 					   ch->hdr->req_off);

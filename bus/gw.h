@@ -75,6 +75,7 @@ struct pbus_chan {
 	/* consumer side, under cons_lock */
 	_Atomic uint32_t cons_lock __attribute__((aligned(64)));
 	_Atomic uint64_t resp_head;
+	uint64_t bad_at;          /* 1 + position of a bad frame already counted */
 
 	/* learned spin: EWMA of response time (ns) */
 	_Atomic uint32_t ewma_ns __attribute__((aligned(64)));
