@@ -21,6 +21,7 @@ pc libpcre2-8 libpcre2-dev
 tool clang clang
 tool llvm-strip llvm
 tool bpftool bpftool
+tool valgrind valgrind
 hdr /usr/include/x86_64-linux-gnu/sys/sdt.h systemtap-sdt-dev
 [ -n "${PBUS_DEPS_EXTRA:-}" ] && need="$need $PBUS_DEPS_EXTRA"
 [ -z "$need" ] && exit 0

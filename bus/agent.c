@@ -561,7 +561,11 @@ static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 		if (to_end >= need && (to_end >= pref || free_ <= to_end)) {
 			if (free_ >= need)
 				return (int64_t)(free_ < to_end ? free_ : to_end);
-		} else if (free_ >= to_end + need) {
+		} else if (free_ >= to_end) {
+			/* Wrap even when the frame will not fit at the start
+			 * yet: the PAD is consumed with everything else, and
+			 * a frame larger than the space left after a PAD
+			 * must never wait for space that cannot come. */
 			struct pbus_resp_frame *pad = (void *)(a->resp + off);
 
 			pad->type = PBUS_FRAME_PAD;

@@ -226,11 +226,15 @@ static unsigned drain(struct pbus_chan *ch)
 			break;
 		memcpy(&f, ch->resp + off, sizeof(f)); /* read once */
 		f.len = len;
-		if (f.type == PBUS_FRAME_PAD && len == to_end) {
+		/* no run of frames may cover more than a lap: the ring
+		 * is never cleared, so old frames would be met again */
+		if (f.type == PBUS_FRAME_PAD && len == to_end &&
+		    to_end <= size - PBUS_FRAME_ALIGN - (head - start)) {
 			head += to_end;
 			continue;
 		}
-		if (f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
+		if (len > size - PBUS_FRAME_ALIGN - (head - start) ||
+		    f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
 		    len % PBUS_FRAME_ALIGN || len > to_end ||
 		    len > size - PBUS_FRAME_ALIGN ||
 		    f.body_len > len - sizeof(f)) {

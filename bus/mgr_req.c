@@ -36,6 +36,8 @@ int pbus__buf_write(void *data, const char *buf, size_t n)
 {
 	struct mgr_buf *b = data;
 
+	if (!n)
+		return 0; /* b->p may be NULL: no pointer arithmetic on it */
 	if (b->len + n > b->cap) {
 		size_t cap = b->cap ? b->cap : 256;
 		uint8_t *np;

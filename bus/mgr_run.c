@@ -559,6 +559,13 @@ static int band_merge(struct chain *c, struct pbus_mp base,
 	const char *s;
 	size_t sl;
 
+	/* Field merging needs maps. HTTP hooks take any result as it is:
+	 * the last member in file order wins the whole payload. */
+	if (pbus_mp_type(base) != PBUS_MP_MAP)
+		goto last_wins;
+	for (unsigned i = 0; i < n; i++)
+		if (pbus_mp_type(mods[i]) != PBUS_MP_MAP)
+			goto last_wins;
 	pbus_mp_iter_init(base, &it);
 	while (pbus_mp_next(&it, &k, &v) > 0) {
 		if (nk == MAX_KEYS)
@@ -607,6 +614,9 @@ static int band_merge(struct chain *c, struct pbus_mp base,
 		pbus_mp_copy(&pk, vals[j]);
 	}
 	return pbus_lane_pack_end(c->l, &pk, out);
+last_wins:
+	*out = ref_of(c, mods[n - 1]);
+	return 0;
 }
 
 static int runnable(struct chain *c, struct mgr_plugin *p,

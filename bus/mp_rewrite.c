@@ -340,7 +340,9 @@ static int rw_node(struct rw *c, const uint8_t *p, size_t avail, uint64_t st,
 		sg->key.p = NULL;
 		sg->key.len = 0;
 		if (h.type == PBUS_MP_MAP) {
-			if (pbus__mp_skip(q, (size_t)(end - q), &n))
+			/* keys count against the depth budget too, as in
+			 * pbus_mp_open() */
+			if (skip_at(c, q, end, &n))
 				return -EBADMSG;
 			sg->key.p = q;
 			sg->key.len = n;
@@ -453,16 +455,21 @@ static int map_head(struct pbus_mp *m, struct pbus__mp_head *h)
 	return h->type == PBUS_MP_MAP ? 0 : -EINVAL;
 }
 
+/* Keys and values of the map set() and merge() write sit one level below
+ * it: their depth budget, so that the output is never deeper than
+ * pbus_mp_open() accepts. */
+#define ENTRY_DEPTH (PBUS_MP_MAX_DEPTH - 1)
+
 /* Skip one key/value pair at *q: the key view, and *q moved past it. */
 static int pair(const uint8_t **q, const uint8_t *end, struct pbus_mp *k)
 {
 	size_t n;
 
 	k->p = *q;
-	if (pbus__mp_skip(*q, (size_t)(end - *q), &k->len))
+	if (pbus__mp_skip_d(*q, (size_t)(end - *q), ENTRY_DEPTH, &k->len))
 		return -EBADMSG;
 	*q += k->len;
-	if (pbus__mp_skip(*q, (size_t)(end - *q), &n))
+	if (pbus__mp_skip_d(*q, (size_t)(end - *q), ENTRY_DEPTH, &n))
 		return -EBADMSG;
 	*q += n;
 	return 0;
@@ -484,8 +491,8 @@ int pbus_mp_setn(struct pbus_mp map, const char *key, size_t klen,
 	ret = map_head(&map, &h);
 	if (ret)
 		return ret;
-	if (!val.p || !val.len || pbus__mp_skip(val.p, val.len, &n) ||
-	    n != val.len)
+	if (!val.p || !val.len ||
+	    pbus__mp_skip_d(val.p, val.len, ENTRY_DEPTH, &n) || n != val.len)
 		return -EBADMSG;
 	/* pass 1: validate, count the key's occurrences */
 	end = map.p + map.len;
@@ -563,11 +570,11 @@ static int ents_load(struct pbus_mp m, struct ents *t)
 	end = m.p + m.len;
 	for (t->n = 0; t->n < h.count; t->n++) {
 		t->e[t->n].k = q;
-		if (pbus__mp_skip(q, (size_t)(end - q), &n))
+		if (pbus__mp_skip_d(q, (size_t)(end - q), ENTRY_DEPTH, &n))
 			return -EBADMSG;
 		q += n;
 		t->e[t->n].v = q;
-		if (pbus__mp_skip(q, (size_t)(end - q), &n))
+		if (pbus__mp_skip_d(q, (size_t)(end - q), ENTRY_DEPTH, &n))
 			return -EBADMSG;
 		q += n;
 	}

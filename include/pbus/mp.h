@@ -289,7 +289,8 @@ size_t pbus_mp_path_format(const struct pbus_mp_path *path, char *buf,
  * position and key bytes, later duplicates are dropped, and a missing key is
  * appended. @map may be nil or the empty view (an empty map). Returns 0,
  * -EINVAL @map is not a map, -EBADMSG @map or @val malformed (@val must be
- * exactly one object), -ENOBUFS write failure. Nothing is written on
+ * exactly one object, nested at most PBUS_MP_MAX_DEPTH - 1 deep so that the
+ * result stays readable), -ENOBUFS write failure. Nothing is written on
  * -EINVAL/-EBADMSG.
  */
 int pbus_mp_set(struct pbus_mp map, const char *key, struct pbus_mp val,
