@@ -602,8 +602,10 @@ static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
 		return -EINVAL;
 	if (a->payload.len > b->o.max_payload)
 		return -EMSGSIZE;
-	if (a->payload.off + a->payload.len > asz ||
-	    a->gctx.off + a->gctx.len > asz || a->lctx.off + a->lctx.len > asz)
+	/* written so that no sum can wrap */
+	if (a->payload.off > asz || a->payload.len > asz - a->payload.off ||
+	    a->gctx.off > asz || a->gctx.len > asz - a->gctx.off ||
+	    a->lctx.off > asz || a->lctx.len > asz - a->lctx.off)
 		return -EINVAL;
 	return 0;
 }
