@@ -538,6 +538,7 @@ static inline void clear_len(struct pbus_agent *a, uint64_t pos)
  */
 static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 {
+	uint64_t raw_head = a->resp_head_cache; /* as the gateway wrote it */
 	struct pbus_chan_hdr *h = a->hdr;
 	uint64_t size = a->resp_size;
 
@@ -549,8 +550,9 @@ static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 		uint64_t off = a->resp_tail & (size - 1), to_end = size - off;
 
 		if (free_ < pref || free_ < need) {
-			a->resp_head_cache = __atomic_load_n(&h->resp_head,
-							     __ATOMIC_ACQUIRE);
+			raw_head = __atomic_load_n(&h->resp_head,
+						   __ATOMIC_ACQUIRE);
+			a->resp_head_cache = raw_head;
 			used = a->resp_tail - a->resp_head_cache;
 			if (used > size - PBUS_FRAME_ALIGN) /* resync */
 				a->resp_head_cache = a->resp_tail - size +
@@ -585,8 +587,10 @@ static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 
 			__atomic_fetch_add(&h->resp_space.waiters, 1,
 					   __ATOMIC_SEQ_CST);
+			/* sleep until the gateway moves its head (compared
+			 * with what it wrote, not with our resynced cache) */
 			if (__atomic_load_n(&h->resp_head, __ATOMIC_ACQUIRE) ==
-			    a->resp_head_cache)
+			    raw_head)
 				pbus__futex_wait(&h->resp_space.seq, seq, until);
 			__atomic_fetch_sub(&h->resp_space.waiters, 1,
 					   __ATOMIC_RELAXED);
