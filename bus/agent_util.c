@@ -238,8 +238,9 @@ msgpack_packer *pbus_call_violate_ex(struct pbus_call *c, const char *code,
 	msgpack_packer *pk = pbus_call_put(c, "violation");
 	int64_t mcp = o ? o->mcp_error_code : 0;
 	int http = o ? o->http_status_code : 0;
+	const char *const *hdrs = o ? o->http_headers : NULL;
 
-	msgpack_pack_map(pk, 4 + (mcp != 0) + (http != 0));
+	msgpack_pack_map(pk, 4 + (mcp != 0) + (http != 0) + (hdrs != NULL));
 	pbus_pack_kv_str(pk, "reason", reason ? reason : "");
 	pbus_pack_kv_str(pk, "description", description ? description : "");
 	pbus_pack_kv_str(pk, "code", code ? code : "");
@@ -247,6 +248,8 @@ msgpack_packer *pbus_call_violate_ex(struct pbus_call *c, const char *code,
 		pbus_pack_kv_int(pk, "mcp_error_code", mcp);
 	if (http)
 		pbus_pack_kv_int(pk, "http_status_code", http);
+	if (hdrs)
+		pbus_pack_str_map(pbus_pack_key(pk, "http_headers"), hdrs);
 	pbus_call_set_flags(c, PBUS_RF_STOP);
 	return pbus_pack_key(pk, "details");
 }
@@ -258,7 +261,28 @@ msgpack_packer *pbus_call_violate_begin(struct pbus_call *c, const char *code,
 	return pbus_call_violate_ex(c, code, reason, description, NULL);
 }
 
+int pbus_call_http_headers(struct pbus_call *c, const char *const *kv)
+{
+	if (!kv)
+		return -EINVAL;
+	return pbus_pack_str_map(pbus_call_put(c, "http_headers"), kv);
+}
+
 /* ---------------------------------------------------------------- packing */
+
+int pbus_pack_str_map(msgpack_packer *pk, const char *const *kv)
+{
+	uint32_t n = 0;
+
+	while (kv[2 * n])
+		n++;
+	if (msgpack_pack_map(pk, n))
+		return -ENOBUFS;
+	for (uint32_t i = 0; i < 2 * n; i++)
+		if (pbus_mp_pack_cstr(pk, kv[i]))
+			return -ENOBUFS;
+	return 0;
+}
 
 msgpack_packer *pbus_pack_key(msgpack_packer *pk, const char *key)
 {

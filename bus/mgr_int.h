@@ -79,6 +79,7 @@ struct pbus_request {
 	struct mgr_buf *local;    /* per plugin: {"state", "metadata"} or empty */
 	/* the last outcome */
 	struct mgr_buf out_payload, out_meta, out_strs, out_details;
+	struct mgr_buf out_headers, out_vheaders;
 	struct pbus_violation viol;
 };
 

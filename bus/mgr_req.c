@@ -117,6 +117,8 @@ void pbus_request_destroy(struct pbus_request *rq)
 	buf_free(&rq->out_meta);
 	buf_free(&rq->out_strs);
 	buf_free(&rq->out_details);
+	buf_free(&rq->out_headers);
+	buf_free(&rq->out_vheaders);
 	free(rq);
 }
 

@@ -13,6 +13,7 @@
  */
 #include <inttypes.h>
 #include <sched.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ struct res {
 	int stop;                 /* continue_processing = false */
 	uint64_t t_end, lat;      /* when probes want them, else 0 */
 	struct pbus_mp modified, violation, metadata, state, lmeta, gstate;
+	struct pbus_mp headers; /* "http_headers" */
 };
 
 struct chain {
@@ -42,7 +44,7 @@ struct chain {
 	struct pbus_lane *l;
 	struct pbus_ref input, cur, gref;
 	int gdirty;
-	struct mgr_buf meta, tmp;
+	struct mgr_buf meta, tmp, hdrs; /* merged metadata, http_headers */
 	struct pbus_outcome *out;
 	const char *decided;
 	int ended;
@@ -120,6 +122,46 @@ static void set_err(struct res *r, int err, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* HTTP token characters (RFC 9110 5.6.2): what a header name may hold. */
+static bool tchar(uint8_t ch)
+{
+	return (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' &&
+					    (ch | 0x20) <= 'z') ||
+	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
+/*
+ * An "http_headers" answer: a map of header name -> value, both strings,
+ * names made of token characters, values without control characters other
+ * than tab. Anything else could split or forge a response header in the
+ * HTTP front end that sends them, so the whole answer is refused.
+ */
+static bool valid_headers(struct pbus_mp h)
+{
+	struct pbus_mp_iter it;
+	struct pbus_mp k, v;
+	const char *s;
+	size_t n;
+	int ret;
+
+	if (pbus_mp_type(h) != PBUS_MP_MAP || pbus_mp_iter_init(h, &it))
+		return false;
+	while ((ret = pbus_mp_next(&it, &k, &v)) > 0) {
+		if (pbus_mp_str(k, &s, &n) || !n || n > 256)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (!tchar((uint8_t)s[i]))
+				return false;
+		if (pbus_mp_str(v, &s, &n) || n > 8192)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (((uint8_t)s[i] < 0x20 && s[i] != '\t') ||
+			    s[i] == 0x7f)
+				return false;
+	}
+	return ret == 0;
+}
+
 static void decode(struct chain *c, const struct pbus_result *pr, int st,
 		   struct res *r)
 {
@@ -159,6 +201,7 @@ static void decode(struct chain *c, const struct pbus_result *pr, int st,
 		pbus_mp_get(body, "state", &r->state);
 		pbus_mp_get(body, "local_metadata", &r->lmeta);
 		pbus_mp_get(body, "global_state", &r->gstate);
+		pbus_mp_get(body, "http_headers", &r->headers);
 	}
 	if (pr->flags & PBUS_RF_ERROR) {
 		set_err(r, -EIO, "plugin error");
@@ -181,6 +224,12 @@ static void decode(struct chain *c, const struct pbus_result *pr, int st,
 	    (r->lmeta.len && pbus_mp_type(r->lmeta) != PBUS_MP_MAP) ||
 	    (r->gstate.len && pbus_mp_type(r->gstate) != PBUS_MP_MAP)) {
 		set_err(r, -EBADMSG, "malformed answer field");
+		return;
+	}
+	if ((r->headers.len && !valid_headers(r->headers)) ||
+	    (r->violation.len && !pbus_mp_get(r->violation, "http_headers", &v) &&
+	     !valid_headers(v))) {
+		set_err(r, -EBADMSG, "malformed http_headers");
 		return;
 	}
 	r->stop = !!(pr->flags & PBUS_RF_STOP);
@@ -381,6 +430,12 @@ static void end_blocked(struct chain *c, struct mgr_plugin *p,
 		pbus__buf_set(&rq->out_details, "\x80", 1);
 	v->details = rq->out_details.p;
 	v->details_len = rq->out_details.len;
+	if (!pbus_mp_get(r->violation, "http_headers", &x))
+		pbus__buf_set(&rq->out_vheaders, x.p, x.len);
+	else
+		pbus__buf_set(&rq->out_vheaders, "\x80", 1);
+	v->http_headers = rq->out_vheaders.p;
+	v->http_headers_len = rq->out_vheaders.len;
 	c->out->violation = v;
 }
 
@@ -445,6 +500,8 @@ static int absorb(struct chain *c, struct mgr_plugin *p, int phase,
 		atomic_fetch_add(&p->violations, 1);
 	if (r->metadata.len)
 		merge_into(&c->meta, &c->tmp, r->metadata);
+	if (r->headers.len && phase != PH_AUDIT)
+		merge_into(&c->hdrs, &c->tmp, r->headers);
 	set_local(c, p, r);
 	if (r->gstate.len && phase != PH_AUDIT) {
 		merge_into(&c->rq->state, &c->tmp, r->gstate);
@@ -877,6 +934,13 @@ static int finish(struct chain *c)
 				    c->meta.len ? c->meta.p
 						: (const uint8_t *)"\x80",
 				    c->meta.len ? c->meta.len : 1);
+	if (!ret)
+		ret = pbus__buf_set(&rq->out_headers,
+				    c->hdrs.len ? c->hdrs.p
+						: (const uint8_t *)"\x80",
+				    c->hdrs.len ? c->hdrs.len : 1);
+	o->http_headers = rq->out_headers.p;
+	o->http_headers_len = rq->out_headers.len;
 	o->payload = rq->out_payload.p;
 	o->payload_len = rq->out_payload.len;
 	o->modified = c->cur.off != c->input.off;
@@ -905,6 +969,8 @@ static int too_large(struct chain *c, struct pbus_request *rq, size_t len)
 	v->code = v->description + strlen(desc) + 1;
 	v->details = rq->out_details.p;
 	v->details_len = 1;
+	v->http_headers = "\x80";
+	v->http_headers_len = 1;
 	v->mcp_error_code = DEFAULT_MCP_ERROR;
 	v->plugin_name = "pbus";
 	c->out->violation = v;
@@ -929,6 +995,8 @@ int pbus_run(struct pbus_mgr *m, struct pbus_request *rq, int hook,
 	out->payload_len = len;
 	out->metadata = "\x80";
 	out->metadata_len = 1;
+	out->http_headers = "\x80";
+	out->http_headers_len = 1;
 	c.m = m;
 	c.rq = rq;
 	c.hook = hook;
@@ -962,6 +1030,7 @@ int pbus_run(struct pbus_mgr *m, struct pbus_request *rq, int hook,
 out:
 	pbus_lane_release(c.l);
 	free(c.meta.p);
+	free(c.hdrs.p);
 	free(c.tmp.p);
 	return ret;
 }

@@ -166,6 +166,8 @@ struct ag {
 	char sock[108];
 	json_t *body;	/* the last answer: {} when the agent wrote nothing */
 	uint32_t flags; /* its PBUS_RF_* flags */
+	json_t *hdrs;	/* its http_headers (top level or the violation's),
+			 * taken out of body; NULL when none */
 };
 
 static struct pbus_ref lane_json(struct pbus_lane *l, const char *s)
@@ -231,6 +233,7 @@ static void stop(struct ag *g)
 	int st;
 
 	json_decref(g->body);
+	json_decref(g->hdrs);
 	pbus_lane_release(g->lane);
 	kill(g->pid, SIGTERM);
 	if (th_wait_exit(g->pid, 5000, &st))
@@ -241,7 +244,20 @@ static void stop(struct ag *g)
 	pbus_bus_close(g->bus);
 }
 
-/* One hook call; the answer lands in g->body and g->flags. */
+/* Move @obj's "http_headers" into g->hdrs (at most one per answer). */
+static void take_headers(struct ag *g, json_t *obj)
+{
+	json_t *h = json_object_get(obj, "http_headers");
+
+	if (!h)
+		return;
+	ck_assert_msg(!g->hdrs, "two sets of http_headers in one answer");
+	g->hdrs = json_incref(h);
+	json_object_del(obj, "http_headers");
+}
+
+/* One hook call; the answer lands in g->body (without its http_headers:
+ * those go to g->hdrs) and g->flags. */
 static void call(struct ag *g, int hook, const char *payload, const char *gctx,
 		 const char *lctx)
 {
@@ -255,6 +271,8 @@ static void call(struct ag *g, int hook, const char *payload, const char *gctx,
 	a.lctx = lane_json(g->lane, lctx);
 	ck_assert_int_eq(pbus_invoke(g->peer, g->lane, &a, &r), 0);
 	json_decref(g->body);
+	json_decref(g->hdrs);
+	g->hdrs = NULL;
 	g->flags = r.flags;
 	if (!r.body.len) {
 		g->body = json_object();
@@ -262,6 +280,8 @@ static void call(struct ag *g, int hook, const char *payload, const char *gctx,
 	}
 	ck_assert_int_eq(pbus_mp_open(r.body_ptr, r.body.len, &b), 0);
 	g->body = mp_json(b);
+	take_headers(g, g->body);
+	take_headers(g, json_object_get(g->body, "violation"));
 	ck_assert_msg(!(r.flags & PBUS_RF_ERROR), "agent error: %s",
 		      dump(g->body));
 	/* A violation always stops the call, and only a violation does. */
@@ -993,6 +1013,49 @@ END_TEST
 #define ALICE "{'request_id':'r','user':'alice','tenant_id':'t1'}"
 #define BOB "{'request_id':'r','user':'bob','tenant_id':'t1'}"
 
+/*
+ * The last answer's http_headers: X-RateLimit-Limit @lim, -Remaining @rem,
+ * -Reset within a second of now + @reset_in, and Retry-After @retry (-1:
+ * absent, as on a call that passes). @lim < 0: no headers at all.
+ */
+#define want_hdrs(g, lim, rem, reset_in, retry)                                \
+	want_hdrs_at(g, lim, rem, reset_in, retry, __LINE__)
+
+static void want_hdrs_at(struct ag *g, long lim, long rem, long reset_in,
+			 long retry, int line)
+{
+	json_t *h = g->hdrs;
+	const char *v;
+	long now = (long)time(NULL), reset;
+	char buf[32];
+
+	if (lim < 0) {
+		ck_assert_msg(!h, "line %d: unexpected headers %s", line,
+			      dump(h));
+		return;
+	}
+	ck_assert_msg(h && json_object_size(h) == (retry < 0 ? 3u : 4u),
+		      "line %d: headers %s", line, h ? dump(h) : "none");
+#define HDR(name, want)                                                        \
+	do {                                                                   \
+		v = json_string_value(json_object_get(h, name));               \
+		snprintf(buf, sizeof(buf), "%ld", (long)(want));               \
+		ck_assert_msg(v && !strcmp(v, buf), "line %d: %s: %s, want %s", \
+			      line, name, v ? v : "absent", buf);              \
+	} while (0)
+	HDR("X-RateLimit-Limit", lim);
+	HDR("X-RateLimit-Remaining", rem);
+	if (retry >= 0)
+		HDR("Retry-After", retry);
+#undef HDR
+	v = json_string_value(json_object_get(h, "X-RateLimit-Reset"));
+	ck_assert_msg(v, "line %d: no X-RateLimit-Reset", line);
+	reset = atol(v);
+	ck_assert_msg(reset >= now + reset_in - 1 && reset <= now + reset_in + 1,
+		      "line %d: X-RateLimit-Reset %ld, now %ld + %ld", line,
+		      reset, now, reset_in);
+}
+
 /* The last answer without its reset_in values equals @w. */
 #define want_rl(g, w)                                                          \
 	do {                                                                   \
@@ -1010,11 +1073,14 @@ START_TEST(rate_counts_user_tenant_and_tool)
 	want_rl(&g, "{'metadata':{'by_user':{'limited':true,'remaining':1},"
 		    "'by_tenant':{'limited':false},'by_tool':{'limited':true,"
 		    "'remaining':4}}}");
+	want_hdrs(&g, 2, 1, 3600, -1); /* the tightest limit: the user's */
 	call(&g, TOOL_PRE, "{'name':'other','args':{}}", ALICE, NULL);
 	want_rl(&g, "{'metadata':{'by_user':{'limited':true,'remaining':0},"
 		    "'by_tenant':{'limited':false}}}");
+	want_hdrs(&g, 2, 0, 3600, -1);
 	/* blocked by the user; the tool is still counted */
 	call(&g, TOOL_PRE, "{'name':'search','args':{}}", ALICE, NULL);
+	want_hdrs(&g, 2, 0, 3600, 3600); /* 429 with Retry-After */
 	want_rl(&g,
 		"{'violation':{'reason':'Rate limit exceeded','description':"
 		"'Rate limit exceeded for user','code':'RATE_LIMIT',"
@@ -1041,6 +1107,7 @@ START_TEST(rate_counts_user_tenant_and_tool)
 		"'http_status_code':429,'details':{'by_user':{'limited':"
 		"true,'remaining':0},'by_tenant':{'limited':false},"
 		"'by_tool':{'limited':true,'remaining':0}}}}");
+	want_hdrs(&g, 5, 0, 3600, 3600); /* the tool blocked */
 	stop(&g);
 }
 END_TEST
@@ -1053,6 +1120,7 @@ START_TEST(rate_prompt_checks_user_then_tenant)
 	call(&g, PROMPT_PRE, "{'prompt_id':'p','args':{}}", ALICE, NULL);
 	want_rl(&g, "{'metadata':{'by_user':{'limited':true,'remaining':0},"
 		    "'by_tenant':{'limited':true,'remaining':1}}}");
+	want_hdrs(&g, 1, 0, 3600, -1);
 	call(&g, PROMPT_PRE, "{'prompt_id':'p','args':{}}", ALICE, NULL);
 	want_rl(&g,
 		"{'violation':{'reason':'Rate limit exceeded','description':"
@@ -1070,6 +1138,7 @@ START_TEST(rate_prompt_checks_user_then_tenant)
 		"'Tenant t1 rate limit exceeded','code':'RATE_LIMIT',"
 		"'http_status_code':429,'details':{'limited':true,"
 		"'remaining':0}}}");
+	want_hdrs(&g, 2, 0, 3600, 3600);
 	/* no user: "anonymous"; no tenant: "default" */
 	call(&g, PROMPT_PRE, "{'prompt_id':'p','args':{}}", NULL, NULL);
 	call(&g, PROMPT_PRE, "{'prompt_id':'p','args':{}}", NULL, NULL);
@@ -1158,6 +1227,21 @@ START_TEST(rate_sliding_window_and_token_bucket)
 	call(&g, TOOL_PRE, "{'name':'t'}", ALICE, NULL);
 	want_rl(&g, "{'metadata':{'by_user':{'limited':true,'remaining':0},"
 		    "'by_tenant':{'limited':false}}}");
+	stop(&g);
+}
+END_TEST
+
+START_TEST(rate_no_headers_without_a_limit)
+{
+	struct ag g;
+
+	start(&g, "rate_limiter", "{'by_tool':{'search':'1/m'}}");
+	call(&g, TOOL_PRE, "{'name':'other','args':{}}", ALICE, NULL);
+	want(&g, "{'metadata':{'by_user':{'limited':false},'by_tenant':{"
+		 "'limited':false}}}");
+	want_hdrs(&g, -1, 0, 0, 0);
+	call(&g, TOOL_PRE, "{'name':'search','args':{}}", ALICE, NULL);
+	want_hdrs(&g, 1, 0, 60, -1);
 	stop(&g);
 }
 END_TEST
@@ -1520,6 +1604,7 @@ static Suite *agents_suite(void)
 		  rate_prompt_checks_user_then_tenant, rate_fixed_window_resets,
 		  rate_zero_blocks_everything,
 		  rate_sliding_window_and_token_bucket,
+		  rate_no_headers_without_a_limit,
 		  rate_rejects_bad_rates_at_startup}},
 		{"resource_filter",
 		 {resource_blocks_domains_subdomains_and_ports,

@@ -268,7 +268,8 @@ static void write_config(void)
 		"    config: {action: violate, code: DANGER, reason: "
 		"Dangerous,\n"
 		"             description: not here, mcp_error_code: -32001,\n"
-		"             details: {why: test}}\n"
+		"             details: {why: test},\n"
+		"             http_headers: {Retry-After: '7'}}\n"
 		"  - name: failer\n    kind: agent\n"
 		"    hooks: [tool_pre_invoke]\n"
 		"    conditions: [{tools: [broken]}]\n"
@@ -482,7 +483,8 @@ START_TEST(run_verbose_shows_what_changed_and_the_client_error)
 		    "{\"email\":\"[EMAIL]\"}}");
 	has(p.obuf, "client gets: {\"code\":-32001,\"message\":\"Dangerous: "
 		    "not here\",\"data\":{\"code\":\"DANGER\",\"plugin\":"
-		    "\"blocker\",\"details\":{\"why\":\"test\"}}}");
+		    "\"blocker\",\"details\":{\"why\":\"test\"},"
+		    "\"http_headers\":{\"Retry-After\":\"7\"}}}");
 	has(p.obuf, "result now:  {\"content\":[{\"type\":\"text\",\"text\":"
 		    "\"LOUD\"}]");
 	p_free(&p);
@@ -706,6 +708,13 @@ START_TEST(proxy_blocked_call_is_a_jsonrpc_error_with_the_violation)
 	ck_assert_str_eq(json_string_value(json_object_get(
 				 json_object_get(d, "details"), "why")),
 			 "test");
+	/* for an HTTP transport: the plugin's headers, no status it did not
+	 * give */
+	ck_assert_str_eq(json_string_value(json_object_get(
+				 json_object_get(d, "http_headers"),
+				 "Retry-After")),
+			 "7");
+	ck_assert_ptr_null(json_object_get(d, "http_status_code"));
 	json_decref(r);
 	/* prompts too; the id keeps its type */
 	r = px_json(&x, "{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":"

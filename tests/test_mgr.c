@@ -562,6 +562,118 @@ START_TEST(metadata_merges_across_plugins_last_writer_wins)
 }
 END_TEST
 
+#define HS(o, name) str_at((o)->http_headers, (o)->http_headers_len, name)
+
+START_TEST(http_headers_merge_last_writer_wins_except_audit)
+{
+	struct pl pl[] = {
+		{.name = "A",
+		 .prio = 10,
+		 .cfg = "http_headers: {X-A: a, X-K: a}"},
+		{.name = "B", .prio = 20, .cfg = "http_headers: {X-K: b}"},
+		{.name = "C",
+		 .prio = 30,
+		 .mode = "audit",
+		 .cfg = "http_headers: {X-C: c, X-K: c}"},
+	};
+	struct mt t;
+	struct pbus_request *rq;
+	struct pbus_outcome o;
+
+	mt_open(&t, NULL, NULL, pl, 3);
+	rq = req(&t, "r1");
+	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
+	ck_assert_int_eq(o.continue_processing, 1);
+	ck_assert_uint_eq(o.plugins_run, 3);
+	ck_assert_str_eq(HS(&o, "X-A"), "a");
+	ck_assert_str_eq(HS(&o, "X-K"), "b");
+	ck_assert_ptr_null(HS(&o, "X-C")); /* audit only observes */
+	/* the next run of the request starts without headers */
+	pbus_request_destroy(rq);
+	mt_close(&t);
+
+	/* no plugin sets any: the empty map */
+	mt_open(&t, NULL, NULL, pl + 2, 1);
+	rq = req(&t, "r2");
+	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
+	ck_assert_uint_eq(o.http_headers_len, 1);
+	ck_assert_int_eq(*(const uint8_t *)o.http_headers, 0x80);
+	pbus_request_destroy(rq);
+	mt_close(&t);
+}
+END_TEST
+
+START_TEST(violation_carries_its_http_status_and_headers)
+{
+	struct pl pl[] = {
+		{.name = "A", .prio = 10, .cfg = "http_headers: {X-A: a}"},
+		{.name = "V",
+		 .prio = 20,
+		 .cfg = "action: violate, code: RATE_LIMIT, http_headers: "
+			"{Retry-After: '30', X-RateLimit-Remaining: '0'}"},
+	};
+	struct mt t;
+	struct pbus_request *rq;
+	struct pbus_outcome o;
+	const struct pbus_violation *v;
+
+	mt_open(&t, NULL, NULL, pl, 2);
+	rq = req(&t, "r1");
+	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
+	ck_assert_int_eq(o.continue_processing, 0);
+	v = o.violation;
+	ck_assert_ptr_nonnull(v);
+	ck_assert_str_eq(str_at(v->http_headers, v->http_headers_len,
+				"Retry-After"),
+			 "30");
+	ck_assert_str_eq(str_at(v->http_headers, v->http_headers_len,
+				"X-RateLimit-Remaining"),
+			 "0");
+	ck_assert_ptr_null(
+		str_at(v->http_headers, v->http_headers_len, "X-A"));
+	ck_assert_str_eq(HS(&o, "X-A"), "a"); /* those of the calls before */
+	pbus_request_destroy(rq);
+	mt_close(&t);
+}
+END_TEST
+
+/* Headers that could split or forge a response header make the answer a
+ * plugin error, with or without a violation around them. */
+START_TEST(malformed_http_headers_are_a_plugin_error)
+{
+	static const char *const bad[] = {
+		"http_headers: {'Bad Name': x}",
+		"http_headers: {X-Ok: \"a\\r\\nSet-Cookie: s=1\"}",
+		"http_headers: {X-Ok: 5}",
+		"http_headers: {'': x}",
+		"http_headers: [X-Ok, x]",
+		"action: violate, http_headers: {X-Ok: \"a\\nb\"}",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct pl pl[] = {{.name = "H",
+				   .prio = 10,
+				   .on_error = "fail",
+				   .cfg = bad[i]}};
+		struct mt t;
+		struct pbus_request *rq;
+		struct pbus_outcome o;
+
+		mt_open(&t, NULL, NULL, pl, 1);
+		rq = req(&t, "r1");
+		run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
+		ck_assert_msg(o.continue_processing == 0 &&
+				      o.error == -EBADMSG && !o.violation,
+			      "%s: continue %d error %d", bad[i],
+			      o.continue_processing, o.error);
+		ck_assert_msg(strstr(o.error_message, "malformed http_headers"),
+			      "%s: %s", bad[i], o.error_message);
+		pbus_request_destroy(rq);
+		mt_close(&t);
+	}
+}
+END_TEST
+
 START_TEST(violation_carries_every_field_and_the_blocking_plugins_input)
 {
 	struct pl pl[] = {
@@ -2155,6 +2267,9 @@ static Suite *mgr_suite(void)
 	tcase_add_test(tc, unmodified_chain_returns_the_input_payload);
 	tcase_add_test(tc, empty_chain_continues_unmodified_without_calls);
 	tcase_add_test(tc, metadata_merges_across_plugins_last_writer_wins);
+	tcase_add_test(tc, http_headers_merge_last_writer_wins_except_audit);
+	tcase_add_test(tc, violation_carries_its_http_status_and_headers);
+	tcase_add_test(tc, malformed_http_headers_are_a_plugin_error);
 	tcase_add_test(tc, violation_carries_every_field_and_the_blocking_plugins_input);
 	tcase_add_test(tc, violation_without_mcp_error_code_defaults_to_minus_32603);
 	tcase_add_test(tc, run_rejects_a_non_map_payload_and_a_bad_hook);

@@ -11,8 +11,11 @@
  *                     when another blocks: "Rate limit exceeded for tool
  *                     <name>" (or "for user", "for tenant"), details =
  *                     {by_user, by_tenant[, by_tool]}
- * Code RATE_LIMIT, reason "Rate limit exceeded", HTTP status 429 (as the
- * later framework). A call that passes gets the same map as metadata. A
+ * Code RATE_LIMIT, reason "Rate limit exceeded", HTTP status 429 and the
+ * headers X-RateLimit-Limit/-Remaining/-Reset (Unix seconds) and Retry-After
+ * of the dimension that blocked (as the later framework). A call that passes
+ * gets the same map as metadata, and the X-RateLimit-* headers of its
+ * tightest limit as the answer's http_headers. A
  * dimension without a limit reports {limited: false}. The user is the global
  * context's "user" (a map's email, id or sub) or "anonymous"; the tenant is
  * "tenant_id" or "default".
@@ -333,6 +336,7 @@ static void sweep(struct rl *rl, double now)
 struct verdict {
 	int limited; /* a limit applies */
 	int ok;
+	int64_t limit; /* calls per window */
 	int64_t remaining, reset_in;
 };
 
@@ -464,6 +468,7 @@ static int allow(struct rl *rl, const char *dim, const char *id,
 	if (!e)
 		return -ENOMEM;
 	e->last_used = now;
+	v->limit = r->count;
 	if (rl->algo == SLIDING)
 		sliding_window(e, r, v, now);
 	else if (rl->algo == BUCKET)
@@ -520,7 +525,77 @@ static void who(struct pbus_call *c, char *user, size_t un, char *tenant,
 		snprintf(tenant, tn, "default");
 }
 
-static const struct pbus_violation_opts http429 = {.http_status_code = 429};
+/*
+ * The later framework's response headers, from the verdict that binds: the
+ * one that blocked (@block), else the limited one with the fewest calls
+ * left. X-RateLimit-Limit / -Remaining, X-RateLimit-Reset as Unix seconds,
+ * and Retry-After (seconds) when blocked. NULL when no limit applies.
+ */
+struct headers {
+	char num[4][24];
+	const char *kv[9];
+};
+
+static const char *const *headers(struct headers *h, const struct verdict *block,
+				  const struct verdict *const *vs, int n)
+{
+	const struct verdict *b = block;
+	int k = 0;
+
+	for (int i = 0; i < n && !b; i++)
+		if (vs[i]->limited)
+			b = vs[i];
+	for (int i = 0; i < n && !block; i++)
+		if (vs[i]->limited && vs[i]->remaining < b->remaining)
+			b = vs[i];
+	if (!b)
+		return NULL;
+	snprintf(h->num[0], sizeof(h->num[0]), "%lld", (long long)b->limit);
+	snprintf(h->num[1], sizeof(h->num[1]), "%lld",
+		 (long long)b->remaining);
+	snprintf(h->num[2], sizeof(h->num[2]), "%lld",
+		 (long long)(time(NULL) + b->reset_in));
+	snprintf(h->num[3], sizeof(h->num[3]), "%lld",
+		 (long long)(b->reset_in > 0 ? b->reset_in : 1));
+	h->kv[k++] = "X-RateLimit-Limit";
+	h->kv[k++] = h->num[0];
+	h->kv[k++] = "X-RateLimit-Remaining";
+	h->kv[k++] = h->num[1];
+	h->kv[k++] = "X-RateLimit-Reset";
+	h->kv[k++] = h->num[2];
+	if (block) {
+		h->kv[k++] = "Retry-After";
+		h->kv[k++] = h->num[3];
+	}
+	h->kv[k] = NULL;
+	return h->kv;
+}
+
+/* Block with HTTP 429 and the headers of @block. */
+static msgpack_packer *block(struct pbus_call *c, const char *desc,
+			     const struct verdict *b)
+{
+	struct headers h;
+	struct pbus_violation_opts o = {
+		.http_status_code = 429,
+		.http_headers = headers(&h, b, NULL, 0),
+	};
+
+	return pbus_call_violate_ex(c, "RATE_LIMIT", "Rate limit exceeded",
+				    desc, &o);
+}
+
+/* Let through with metadata and, when a limit applies, the headers. */
+static msgpack_packer *pass(struct pbus_call *c,
+			    const struct verdict *const *vs, int n)
+{
+	struct headers h;
+	const char *const *kv = headers(&h, NULL, vs, n);
+
+	if (kv)
+		pbus_call_http_headers(c, kv);
+	return pbus_call_metadata(c);
+}
 
 static int on_prompt_pre(struct pbus_call *c, void *arg)
 {
@@ -537,10 +612,7 @@ static int on_prompt_pre(struct pbus_call *c, void *arg)
 	if (!vu.ok) {
 		snprintf(desc, sizeof(desc), "User %s rate limit exceeded",
 			 user);
-		pack_verdict(pbus_call_violate_ex(c, "RATE_LIMIT",
-						  "Rate limit exceeded", desc,
-						  &http429),
-			     &vu);
+		pack_verdict(block(c, desc, &vu), &vu);
 		return 0;
 	}
 	ret = allow(rl, "tenant", tenant, &rl->tenant, &vt);
@@ -549,13 +621,10 @@ static int on_prompt_pre(struct pbus_call *c, void *arg)
 	if (!vt.ok) {
 		snprintf(desc, sizeof(desc), "Tenant %s rate limit exceeded",
 			 tenant);
-		pack_verdict(pbus_call_violate_ex(c, "RATE_LIMIT",
-						  "Rate limit exceeded", desc,
-						  &http429),
-			     &vt);
+		pack_verdict(block(c, desc, &vt), &vt);
 		return 0;
 	}
-	pk = pbus_call_metadata(c);
+	pk = pass(c, (const struct verdict *[]){&vu, &vt}, 2);
 	msgpack_pack_map(pk, 2);
 	pack_verdict(pbus_pack_key(pk, "by_user"), &vu);
 	pack_verdict(pbus_pack_key(pk, "by_tenant"), &vt);
@@ -588,8 +657,12 @@ static int on_tool_pre(struct pbus_call *c, void *arg)
 			break;
 		}
 	if (vu.ok && vt.ok && vtool.ok) {
-		pk = pbus_call_metadata(c);
+		pk = pass(c, (const struct verdict *[]){&vu, &vt, &vtool}, 3);
 	} else {
+		const struct verdict *b = !vtool.ok ? &vtool
+					  : !vu.ok  ? &vu
+						    : &vt;
+
 		if (!vtool.ok)
 			snprintf(desc, sizeof(desc),
 				 "Rate limit exceeded for tool %s", tool);
@@ -597,8 +670,7 @@ static int on_tool_pre(struct pbus_call *c, void *arg)
 			snprintf(desc, sizeof(desc),
 				 "Rate limit exceeded for %s",
 				 vu.ok ? "tenant" : "user");
-		pk = pbus_call_violate_ex(
-			c, "RATE_LIMIT", "Rate limit exceeded", desc, &http429);
+		pk = block(c, desc, b);
 	}
 	msgpack_pack_map(pk, 2 + has_tool);
 	pack_verdict(pbus_pack_key(pk, "by_user"), &vu);

@@ -174,6 +174,14 @@ static void blocked(struct mcp_step *st, const struct pbus_outcome *o)
 	if (v->details && pbus_mp_open(v->details, v->details_len, &dv) == 0)
 		pbus_json_from_mp(dv, PBUS_JSON_BIN_BASE64, &details);
 	json_object_set_new(data, "details", details ? details : json_object());
+	/* For an HTTP transport in front of us (e.g. 429 + Retry-After). */
+	if (v->http_status_code)
+		json_object_set_new(data, "http_status_code",
+				    json_integer(v->http_status_code));
+	if (v->http_headers_len > 1 &&
+	    pbus_mp_open(v->http_headers, v->http_headers_len, &dv) == 0 &&
+	    pbus_json_from_mp(dv, PBUS_JSON_BIN_BASE64, &details) == 0)
+		json_object_set_new(data, "http_headers", details);
 	st->error = mcp_error(v->mcp_error_code, msg, data);
 }
 

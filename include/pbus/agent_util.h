@@ -120,6 +120,13 @@ msgpack_packer *pbus_call_state(struct pbus_call *c);
 msgpack_packer *pbus_call_local_metadata(struct pbus_call *c);
 
 /*
+ * Answer "http_headers" {name: value} for the HTTP response of a call that
+ * goes on (a blocked call puts them in its violation: pbus_violation_opts).
+ * @kv is {name, value, ..., NULL}. 0 or -errno (-EINVAL @kv NULL).
+ */
+int pbus_call_http_headers(struct pbus_call *c, const char *const *kv);
+
+/*
  * Answer "state" / "local_metadata" = the current local state / metadata
  * with the keys of map @over written over it (shallow). 0 or -errno
  * (-EINVAL @over is not a map).
@@ -131,11 +138,16 @@ int pbus_call_local_metadata_merge(struct pbus_call *c, struct pbus_mp over);
 struct pbus_violation_opts {
 	int64_t mcp_error_code; /* 0: none (the gateway reports -32603) */
 	int http_status_code;	/* 0: none; e.g. 429 */
+	/* NULL, or {name, value, name, value, ..., NULL}: response headers
+	 * such as Retry-After. Names are HTTP tokens, values have no control
+	 * characters: the gateway refuses the whole answer otherwise. */
+	const char *const *http_headers;
 };
 
 /*
  * Block the call (PBUS_RF_STOP) with a violation {reason, description, code,
- * [mcp_error_code], [http_status_code], details} and return the packer for
+ * [mcp_error_code], [http_status_code], [http_headers], details} and return
+ * the packer for
  * the value of "details": write exactly one object (normally a map).
  * pbus_call_violate() in <pbus/agent.h> is the form with empty details.
  */
@@ -148,6 +160,9 @@ msgpack_packer *pbus_call_violate_ex(struct pbus_call *c, const char *code,
 				     const struct pbus_violation_opts *o);
 
 /* ------------------------------------------------------------ packing */
+
+/* Pack {name, value, ..., NULL} as a map of strings. 0 or -ENOBUFS. */
+int pbus_pack_str_map(msgpack_packer *pk, const char *const *kv);
 
 /* Write the string key @key and return @pk for its value. */
 msgpack_packer *pbus_pack_key(msgpack_packer *pk, const char *key);

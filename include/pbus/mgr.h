@@ -24,7 +24,9 @@
  *  - local context: {"state": map, "metadata": map} of this (request,
  *    plugin), kept from the pre hook to the post hook;
  *  - answer keys: "modified_payload" (the whole new payload), "violation"
- *    {reason, description, code, details, mcp_error_code?, http_status_code?},
+ *    {reason, description, code, details, mcp_error_code?, http_status_code?,
+ *    http_headers?}, "http_headers" (a map of header name -> value strings
+ *    for the HTTP response, merged over the chain, last writer wins),
  *    "metadata" (merged into the result, last writer wins), "state" and
  *    "local_metadata" (replace the local context's parts), "global_state"
  *    (shallow-merged into the global context's state), "error" (message).
@@ -106,6 +108,8 @@ struct pbus_violation {
 	size_t details_len;
 	int64_t mcp_error_code;   /* -32603 when the plugin gave none */
 	int64_t http_status_code; /* 0 when none */
+	const void *http_headers; /* msgpack map {name: value}, "\x80" if none */
+	size_t http_headers_len;
 	const char *plugin_name;
 };
 
@@ -117,6 +121,11 @@ struct pbus_outcome {
 	const struct pbus_violation *violation; /* NULL if none */
 	const void *metadata;     /* merged result metadata (msgpack map) */
 	size_t metadata_len;
+	/* merged "http_headers" of the plugins whose answers counted (not
+	 * audit mode): a msgpack map {name: value}, "\x80" when none. For an
+	 * HTTP front end; a blocked call carries its own in the violation. */
+	const void *http_headers;
+	size_t http_headers_len;
 	const char *decided_by;   /* plugin that blocked, failed or last modified */
 	int error;                /* 0, or -errno when a plugin error ended the chain */
 	const char *error_message;

@@ -23,6 +23,9 @@
  *   metadata      map answered as "metadata"
  *   state         map answered as "state" (the local context's state)
  *   global_state  map answered as "global_state"
+ *   http_headers  any value, answered as "http_headers" (inside the
+ *                 violation when the action is violate); not checked here,
+ *                 so tests can send malformed ones
  *   echo_ctx      true: add metadata "seen_by_<name>": {gctx, lctx, payload}
  *                 with the contexts and payload this call received
  *   count_file    path: append "<hook>\n" for every call (before sleeping)
@@ -53,7 +56,7 @@ struct ctl {
 	const char *name;
 	int action;
 	int64_t sleep_ms, sleep_calls;
-	struct pbus_mp set, details, metadata, state, gstate;
+	struct pbus_mp set, details, metadata, state, gstate, hdrs;
 	char *code, *reason, *description;
 	int64_t mcp_error_code;
 	bool has_mcp, echo;
@@ -116,6 +119,8 @@ static int load_config(struct ctl *t, const void *buf, size_t len)
 	t->metadata = cfg_map(cfg, "metadata");
 	t->state = cfg_map(cfg, "state");
 	t->gstate = cfg_map(cfg, "global_state");
+	if (pbus_mp_get(cfg, "http_headers", &t->hdrs))
+		t->hdrs = (struct pbus_mp){0};
 	t->code = cfg_str(cfg, "code", "CTL_VIOLATION");
 	t->reason = cfg_str(cfg, "reason", "blocked by agent-ctl");
 	t->description =
@@ -213,7 +218,7 @@ static void put_violation(struct ctl *t, struct pbus_call *c)
 {
 	msgpack_packer *pk = pbus_call_put(c, "violation");
 
-	msgpack_pack_map(pk, t->has_mcp ? 5 : 4);
+	msgpack_pack_map(pk, 4 + t->has_mcp + (t->hdrs.len != 0));
 	pbus_mp_pack_cstr(pk, "reason");
 	pbus_mp_pack_cstr(pk, t->reason);
 	pbus_mp_pack_cstr(pk, "description");
@@ -228,6 +233,10 @@ static void put_violation(struct ctl *t, struct pbus_call *c)
 	if (t->has_mcp) {
 		pbus_mp_pack_cstr(pk, "mcp_error_code");
 		msgpack_pack_int64(pk, t->mcp_error_code);
+	}
+	if (t->hdrs.len) {
+		pbus_mp_pack_cstr(pk, "http_headers");
+		pbus_mp_copy(pk, t->hdrs);
 	}
 	pbus_call_set_flags(c, PBUS_RF_STOP);
 }
@@ -281,6 +290,8 @@ static int on_call(struct pbus_call *c, void *arg)
 		pbus_mp_copy(pbus_call_put(c, "state"), t->state);
 	if (t->gstate.len)
 		pbus_mp_copy(pbus_call_put(c, "global_state"), t->gstate);
+	if (t->hdrs.len && t->action != VIOLATE)
+		pbus_mp_copy(pbus_call_put(c, "http_headers"), t->hdrs);
 	return 0;
 }
 
