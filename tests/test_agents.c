@@ -223,7 +223,7 @@ static void start(struct ag *g, const char *agent, const char *cfg)
 	msgpack_sbuffer_destroy(&sb);
 	g->pid = th_spawn(g->sock, "p", argv);
 	ck_assert_int_gt(g->pid, 0);
-	ck_assert_msg(pbus_peer_wait_up(g->peer, 5000) == 0,
+	ck_assert_msg(pbus_peer_wait_up(g->peer, 20000) == 0,
 		      "%s did not attach", prog);
 	ck_assert_int_eq(pbus_lane_acquire(g->bus, &g->lane), 0);
 }
@@ -236,7 +236,7 @@ static void stop(struct ag *g)
 	json_decref(g->hdrs);
 	pbus_lane_release(g->lane);
 	kill(g->pid, SIGTERM);
-	if (th_wait_exit(g->pid, 5000, &st))
+	if (th_wait_exit(g->pid, 20000, &st))
 		th_kill(g->pid);
 	else
 		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
@@ -261,7 +261,7 @@ static void take_headers(struct ag *g, json_t *obj)
 static void call(struct ag *g, int hook, const char *payload, const char *gctx,
 		 const char *lctx)
 {
-	struct pbus_call_args a = {.hook = hook, .timeout_ns = 5000000000ull};
+	struct pbus_call_args a = {.hook = hook, .timeout_ns = 20000000000ull};
 	struct pbus_result r;
 	struct pbus_mp b;
 
@@ -366,7 +366,9 @@ static int start_bad(const char *agent, const char *cfg, char *err,
 		struct pollfd p = {.fd = pfd[0], .events = POLLIN};
 		ssize_t n;
 
-		if (poll(&p, 1, 5000) <= 0)
+		/* EOF comes as soon as the agent exits: a long deadline
+		 * costs nothing and survives a loaded sanitizer run */
+		if (poll(&p, 1, 30000) <= 0)
 			break;
 		n = read(pfd[0], err + got, errlen - 1 - got);
 		if (n <= 0)
@@ -375,7 +377,7 @@ static int start_bad(const char *agent, const char *cfg, char *err,
 	}
 	err[got] = 0;
 	close(pfd[0]);
-	if (th_wait_exit(pid, 5000, &st))
+	if (th_wait_exit(pid, 30000, &st))
 		th_kill(pid);
 	pbus_bus_close(bus);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;

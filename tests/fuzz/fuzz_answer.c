@@ -60,6 +60,7 @@ static const char *const names[NPLUG] = {"a", "b", "c", "d"};
 static const char *const keys[] = {
 	"modified_payload", "violation",    "metadata", "state",
 	"local_metadata",   "global_state", "error",	"x",
+	"http_headers",
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -203,6 +204,27 @@ static void dump(const char *what, const void *p, size_t len)
 	fprintf(stderr, "\n");
 }
 
+/* What reaches an HTTP front end: a map of strings, names without
+ * separators or controls, values without CR, LF or NUL. */
+static void check_headers(const void *p, size_t len)
+{
+	struct pbus_mp m, k, v;
+	struct pbus_mp_iter it;
+	const char *s;
+	size_t n;
+
+	CHECK(pbus_mp_open(p, len, &m) == 0 && pbus_mp_type(m) == PBUS_MP_MAP);
+	CHECK(pbus_mp_iter_init(m, &it) == 0);
+	while (pbus_mp_next(&it, &k, &v) > 0) {
+		CHECK(pbus_mp_str(k, &s, &n) == 0 && n > 0);
+		for (size_t i = 0; i < n; i++)
+			CHECK(s[i] > ' ' && s[i] != ':' && s[i] != 0x7f);
+		CHECK(pbus_mp_str(v, &s, &n) == 0);
+		for (size_t i = 0; i < n; i++)
+			CHECK(s[i] != '\r' && s[i] != '\n' && s[i] != 0);
+	}
+}
+
 static void check_map(const void *p, size_t len)
 {
 	struct pbus_mp v;
@@ -231,11 +253,14 @@ static void check_outcome(int hook, int ret, const struct pbus_outcome *o)
 		check_map(o->payload, o->payload_len);
 	}
 	check_map(o->metadata, o->metadata_len);
+	check_headers(o->http_headers, o->http_headers_len);
 	if (o->violation) {
 		CHECK(!o->continue_processing);
 		CHECK(o->violation->reason && o->violation->description &&
 		      o->violation->code);
 		check_map(o->violation->details, o->violation->details_len);
+		check_headers(o->violation->http_headers,
+			      o->violation->http_headers_len);
 	}
 	if (o->error)
 		CHECK(!o->continue_processing && o->error_message);
