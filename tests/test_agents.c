@@ -29,6 +29,7 @@
 
 #include <pbus/pbus.h>
 #include <pbus/agent_util.h>
+#include <pbus/json.h>
 
 #include "helpers.h"
 
@@ -61,96 +62,6 @@ static json_t *js(const char *s)
 	return j;
 }
 
-static void pack_json(msgpack_packer *pk, const json_t *j)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		msgpack_pack_map(pk, json_object_size(j));
-		json_object_foreach((json_t *)j, k, v)
-		{
-			msgpack_pack_str_with_body(pk, k, strlen(k));
-			pack_json(pk, v);
-		}
-		break;
-	case JSON_ARRAY:
-		msgpack_pack_array(pk, json_array_size(j));
-		json_array_foreach(j, i, v) pack_json(pk, v);
-		break;
-	case JSON_STRING:
-		msgpack_pack_str_with_body(pk, json_string_value(j),
-					   json_string_length(j));
-		break;
-	case JSON_INTEGER:
-		msgpack_pack_int64(pk, json_integer_value(j));
-		break;
-	case JSON_REAL:
-		msgpack_pack_double(pk, json_real_value(j));
-		break;
-	case JSON_TRUE:
-		msgpack_pack_true(pk);
-		break;
-	case JSON_FALSE:
-		msgpack_pack_false(pk);
-		break;
-	default:
-		msgpack_pack_nil(pk);
-	}
-}
-
-static json_t *mp_json(struct pbus_mp v)
-{
-	struct pbus_mp_iter it;
-	struct pbus_mp k, e;
-	const char *s;
-	size_t n;
-	int64_t i;
-	double d;
-	bool b;
-	json_t *j;
-
-	switch (pbus_mp_type(v)) {
-	case PBUS_MP_MAP:
-		j = json_object();
-		pbus_mp_iter_init(v, &it);
-		while (pbus_mp_next(&it, &k, &e) > 0) {
-			char key[256];
-
-			ck_assert_int_ge(pbus_mp_str_copy(k, key, sizeof(key)),
-					 0);
-			json_object_set_new(j, key, mp_json(e));
-		}
-		return j;
-	case PBUS_MP_ARRAY:
-		j = json_array();
-		pbus_mp_iter_init(v, &it);
-		while (pbus_mp_next(&it, NULL, &e) > 0)
-			json_array_append_new(j, mp_json(e));
-		return j;
-	case PBUS_MP_STR:
-		pbus_mp_str(v, &s, &n);
-		return json_stringn_nocheck(s, n);
-	case PBUS_MP_INT:
-		pbus_mp_int(v, &i);
-		return json_integer(i);
-	case PBUS_MP_FLOAT:
-		pbus_mp_float(v, &d);
-		return json_real(d);
-	case PBUS_MP_BOOL:
-		pbus_mp_bool(v, &b);
-		return json_boolean(b);
-	case PBUS_MP_NIL:
-		return json_null();
-	default:
-		ck_abort_msg("unexpected msgpack type %s",
-			     pbus_mp_type_name(pbus_mp_type(v)));
-		return NULL;
-	}
-}
-
 static char *dump(const json_t *j)
 {
 	return json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
@@ -180,7 +91,7 @@ static struct pbus_ref lane_json(struct pbus_lane *l, const char *s)
 		return r;
 	j = js(s);
 	pbus_lane_pack_begin(l, &pk);
-	pack_json(&pk, j);
+	ck_assert_int_eq(pbus_json_pack(&pk, j), 0);
 	ck_assert_int_eq(pbus_lane_pack_end(l, &pk, &r), 0);
 	json_decref(j);
 	return r;
@@ -196,7 +107,7 @@ static void pack_cfg(const char *cfg, msgpack_sbuffer *sb)
 		return;
 	j = js(cfg);
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	pack_json(&pk, j);
+	ck_assert_int_eq(pbus_json_pack(&pk, j), 0);
 	json_decref(j);
 }
 
@@ -279,7 +190,7 @@ static void call(struct ag *g, int hook, const char *payload, const char *gctx,
 		return;
 	}
 	ck_assert_int_eq(pbus_mp_open(r.body_ptr, r.body.len, &b), 0);
-	g->body = mp_json(b);
+	ck_assert_int_eq(pbus_json_from_mp(b, 0, &g->body), 0);
 	take_headers(g, g->body);
 	take_headers(g, json_object_get(g->body, "violation"));
 	ck_assert_msg(!(r.flags & PBUS_RF_ERROR), "agent error: %s",

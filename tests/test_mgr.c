@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include <pbus/pbus.h>
+#include <pbus/json.h>
 #include <pbus/mgr.h>
 #include <pbus/mp.h>
 
@@ -261,46 +262,6 @@ struct mb {
 	size_t n;
 };
 
-static void pack_json(msgpack_packer *pk, json_t *j)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		msgpack_pack_map(pk, json_object_size(j));
-		json_object_foreach(j, k, v)
-		{
-			pbus_mp_pack_cstr(pk, k);
-			pack_json(pk, v);
-		}
-		break;
-	case JSON_ARRAY:
-		msgpack_pack_array(pk, json_array_size(j));
-		json_array_foreach(j, i, v) pack_json(pk, v);
-		break;
-	case JSON_STRING:
-		pbus_mp_pack_strn(pk, json_string_value(j),
-				  json_string_length(j));
-		break;
-	case JSON_INTEGER:
-		msgpack_pack_int64(pk, json_integer_value(j));
-		break;
-	case JSON_REAL:
-		msgpack_pack_double(pk, json_real_value(j));
-		break;
-	case JSON_TRUE:
-		msgpack_pack_true(pk);
-		break;
-	case JSON_FALSE:
-		msgpack_pack_false(pk);
-		break;
-	default:
-		msgpack_pack_nil(pk);
-	}
-}
-
 /* J()'s buffers, per thread; a thread frees its own with j_release(). */
 static __thread msgpack_sbuffer sb[16];
 
@@ -338,7 +299,7 @@ __attribute__((format(printf, 1, 2))) static struct mb J(const char *fmt, ...) {
 	else
 		msgpack_sbuffer_init(s);
 	msgpack_packer_init(&pk, s, msgpack_sbuffer_write);
-	pack_json(&pk, j);
+	ck_assert_int_eq(pbus_json_pack(&pk, j), 0);
 	json_decref(j);
 	return (struct mb){s->data, s->size};
 }

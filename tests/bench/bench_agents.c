@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <pbus/json.h>
 #include <pbus/pbus.h>
 
 #include "bench.h"
@@ -139,46 +140,6 @@ static const struct row rows[] = {
 
 /* ---------------------------------------------------------------- JSON */
 
-static void pack_json(msgpack_packer *pk, const json_t *j)
-{
-	const char *k;
-	json_t *v;
-	size_t i;
-
-	switch (json_typeof(j)) {
-	case JSON_OBJECT:
-		msgpack_pack_map(pk, json_object_size(j));
-		json_object_foreach((json_t *)j, k, v)
-		{
-			msgpack_pack_str_with_body(pk, k, strlen(k));
-			pack_json(pk, v);
-		}
-		break;
-	case JSON_ARRAY:
-		msgpack_pack_array(pk, json_array_size(j));
-		json_array_foreach(j, i, v) pack_json(pk, v);
-		break;
-	case JSON_STRING:
-		msgpack_pack_str_with_body(pk, json_string_value(j),
-					   json_string_length(j));
-		break;
-	case JSON_INTEGER:
-		msgpack_pack_int64(pk, json_integer_value(j));
-		break;
-	case JSON_REAL:
-		msgpack_pack_double(pk, json_real_value(j));
-		break;
-	case JSON_TRUE:
-		msgpack_pack_true(pk);
-		break;
-	case JSON_FALSE:
-		msgpack_pack_false(pk);
-		break;
-	default:
-		msgpack_pack_nil(pk);
-	}
-}
-
 /* @s (' for ") as msgpack into @sb (initialised here). 0 or -EINVAL. */
 static int to_mp(const char *s, msgpack_sbuffer *sb)
 {
@@ -186,6 +147,7 @@ static int to_mp(const char *s, msgpack_sbuffer *sb)
 	json_error_t e;
 	char *t;
 	json_t *j;
+	int ret;
 
 	msgpack_sbuffer_init(sb);
 	if (!s)
@@ -201,9 +163,9 @@ static int to_mp(const char *s, msgpack_sbuffer *sb)
 	if (!j)
 		return -EINVAL;
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
-	pack_json(&pk, j);
+	ret = pbus_json_pack(&pk, j);
 	json_decref(j);
-	return 0;
+	return ret;
 }
 
 /* ---------------------------------------------------------------- running */
