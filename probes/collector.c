@@ -768,40 +768,6 @@ static int cmd_cleanup(int argc, char **argv)
 	return 0;
 }
 
-/*
- * Sanitizer defaults: librrd's graphics stack leaks and runs an
- * uninstrumented fontconfig thread; neither is ours to fix.
- */
-const char *__asan_default_options(void);
-__attribute__((visibility("default"))) const char *__asan_default_options(void)
-{
-	/* Full stacks through libc, so that the suppressions below match. */
-	return "fast_unwind_on_malloc=0";
-}
-
-const char *__tsan_default_suppressions(void);
-__attribute__((visibility("default"))) const char *
-__tsan_default_suppressions(void)
-{
-	/* fontconfig's loader thread (via pango) is not instrumented. */
-	return "called_from_lib:libfontconfig.so.1\nrace:libfontconfig.so\n"
-	       "race:libglib-2.0.so\nrace:libpango\n";
-}
-
-const char *__lsan_default_options(void);
-__attribute__((visibility("default"))) const char *__lsan_default_options(void)
-{
-	return "print_suppressions=0";
-}
-
-const char *__lsan_default_suppressions(void);
-__attribute__((visibility("default"))) const char *
-__lsan_default_suppressions(void)
-{
-	return "leak:librrd.so\nleak:libfontconfig.so\nleak:libpango\n"
-	       "leak:libcairo.so\nleak:libglib-2.0.so\n";
-}
-
 int main(int argc, char **argv)
 {
 	const char *cmd = argc > 1 ? argv[1] : NULL;
