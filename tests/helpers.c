@@ -69,6 +69,21 @@ uint64_t th_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t th_slack(uint64_t ms)
+{
+	const char *e = getenv("PBUS_TEST_SLACK");
+	int k = e ? atoi(e) : 1;
+
+	return ms * (uint64_t)(k < 1 ? 1 : k > 20 ? 20 : k);
+}
+
+uint64_t th_bound(uint64_t ms, uint64_t cap)
+{
+	uint64_t v = th_slack(ms);
+
+	return v < cap ? v : cap;
+}
+
 int th_wait_exit(pid_t pid, int timeout_ms, int *status)
 {
 	uint64_t until = th_now_ms() + (uint64_t)timeout_ms;

@@ -35,6 +35,20 @@ long th_cpu_ticks(pid_t pid);
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t th_now_ms(void);
 
+/*
+ * A scheduling margin in a timing assertion, scaled for slow runs: @ms
+ * times $PBUS_TEST_SLACK (a whole number, default 1; .ci/run sets it for
+ * the sanitizer and valgrind steps, whose programs run several times
+ * slower). Scale only the margin, never the behaviour's own figure: "fails
+ * within 100 ms + th_slack(200)", and only where the result still proves
+ * the point (fast failure is still far below the timeout it must beat).
+ */
+uint64_t th_slack(uint64_t ms);
+
+/* th_slack(@ms), but at most @cap: for a margin that must stay below what
+ * it is compared with (a timeout, the serial time of a parallel band). */
+uint64_t th_bound(uint64_t ms, uint64_t cap);
+
 /* Quiet library logging unless PBUS_TEST_VERBOSE is set. */
 void th_log_setup(void);
 

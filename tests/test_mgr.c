@@ -1165,7 +1165,7 @@ START_TEST(agent_that_crashes_mid_call_fails_the_chain)
 	t0 = th_now_ms();
 	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
 	/* noticed without waiting for the 5 s timeout */
-	ck_assert_uint_lt(th_now_ms() - t0, 4000);
+	ck_assert_uint_lt(th_now_ms() - t0, th_bound(4000, 4800));
 	ck_assert_int_eq(o.continue_processing, 0);
 	ck_assert_msg(o.error == -ENOTCONN || o.error == -EIO,
 		      "error %d, want -ENOTCONN or -EIO", o.error);
@@ -1193,14 +1193,14 @@ START_TEST(hung_agent_times_out_and_close_still_stops_it)
 	rq = req(&t, "r1");
 	t0 = th_now_ms();
 	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
-	ck_assert_uint_lt(th_now_ms() - t0, 2000);
+	ck_assert_uint_lt(th_now_ms() - t0, th_slack(2000));
 	ck_assert_int_eq(o.continue_processing, 0);
 	ck_assert_int_eq(o.error, -ETIMEDOUT);
 	ck_assert_str_eq(dec(&o), "H");
 	pbus_request_destroy(rq);
 	t0 = th_now_ms();
 	mt_close(&t);
-	ck_assert_uint_lt(th_now_ms() - t0, 10000);
+	ck_assert_uint_lt(th_now_ms() - t0, th_slack(10000));
 }
 END_TEST
 
@@ -1478,7 +1478,9 @@ START_TEST(parallel_band_of_four_runs_at_once)
 		"plugin_timeout: 5, parallel_execution_within_band: true",
 		NULL);
 
-	ck_assert_msg(dt < 300, "band took %llu ms", (unsigned long long)dt);
+	/* 100 ms each: at once, well below the 400 ms one by one */
+	ck_assert_msg(dt < 100 + th_bound(200, 280), "band took %llu ms",
+		      (unsigned long long)dt);
 }
 END_TEST
 
@@ -1607,7 +1609,8 @@ START_TEST(concurrent_plugins_run_at_once)
 {
 	uint64_t dt = time_band(NULL, "concurrent");
 
-	ck_assert_msg(dt < 300, "concurrent phase took %llu ms",
+	ck_assert_msg(dt < 100 + th_bound(200, 280),
+		      "concurrent phase took %llu ms",
 		      (unsigned long long)dt);
 }
 END_TEST
@@ -1703,7 +1706,8 @@ START_TEST(fire_and_forget_does_not_delay_the_chain_and_its_changes_are_ignored)
 	t0 = th_now_ms();
 	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
 	dt = th_now_ms() - t0;
-	ck_assert_msg(dt < 200, "chain took %llu ms", (unsigned long long)dt);
+	ck_assert_msg(dt < th_slack(200), "chain took %llu ms",
+		      (unsigned long long)dt);
 	ck_assert_int_eq(o.continue_processing, 1);
 	ck_assert_str_eq(PS(&o, "args.by"), "orig");
 	ck_assert_int_eq(o.modified, 0);
@@ -1886,7 +1890,8 @@ START_TEST(per_plugin_timeout_overrides_plugin_timeout)
 	ck_assert_int_eq(o.error, -ETIMEDOUT);
 	ck_assert_str_eq(dec(&o), "G");
 	ck_assert_str_eq(PS(&o, "args.by"), "S"); /* S's answer was taken */
-	ck_assert_msg(dt >= 400 && dt < 1200, "chain took %llu ms",
+	ck_assert_msg(dt >= 400 && dt < 400 + th_bound(800, 1300),
+		      "chain took %llu ms",
 		      (unsigned long long)dt);
 	ck_assert_uint_eq(stats_of(&t, "S").timeouts, 0);
 	ck_assert_uint_eq(stats_of(&t, "G").timeouts, 1);
@@ -1914,7 +1919,7 @@ START_TEST(short_per_plugin_timeout_wins_over_a_long_plugin_timeout)
 	run(&t, rq, TOOL_PRE, TOOL("orig"), &o);
 	dt = th_now_ms() - t0;
 	ck_assert_int_eq(o.error, -ETIMEDOUT);
-	ck_assert_msg(dt >= 90 && dt < 1000, "timed out after %llu ms",
+	ck_assert_msg(dt >= 90 && dt < th_slack(1000), "timed out after %llu ms",
 		      (unsigned long long)dt);
 	pbus_request_destroy(rq);
 	mt_close(&t);
