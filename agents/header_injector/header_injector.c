@@ -38,6 +38,7 @@ struct hi {
 	struct prefix *pre;
 	int npre;
 	struct sbuf clean;
+	struct sbuf result; /* the result metadata, packed once */
 };
 
 static int parse(struct pbus_cfgr *cfg, void *arg)
@@ -45,6 +46,7 @@ static int parse(struct pbus_cfgr *cfg, void *arg)
 	struct hi *h = arg;
 	struct pbus_mp_iter it;
 	struct pbus_mp k, v;
+	msgpack_packer pk;
 	char **pv = NULL;
 	int n, ret;
 
@@ -97,7 +99,13 @@ static int parse(struct pbus_cfgr *cfg, void *arg)
 		h->npre = i + 1;
 	}
 	pbus_strv_free(pv);
-	return pbus_cfgr_error(cfg) ? -EINVAL : 0;
+	if (pbus_cfgr_error(cfg))
+		return -EINVAL;
+	rt_sbuf_packer(&h->result, &pk);
+	msgpack_pack_map(&pk, 2);
+	pbus_pack_kv_bool(&pk, "headers_injected", true);
+	pbus_pack_kv_int(&pk, "count", h->nheaders);
+	return h->result.err;
 }
 
 static bool matches(const struct prefix *p, const struct url *u)
@@ -122,16 +130,15 @@ static bool matches(const struct prefix *p, const struct url *u)
 	       !memcmp(u->rest, q->rest, q->rest_len);
 }
 
-static bool should_apply(struct hi *h, struct pbus_call *c)
+static bool should_apply(struct hi *h, struct pbus_mp uri)
 {
-	struct pbus_mp v;
 	const char *s, *cs;
 	size_t n, cn;
 	struct url u;
 
 	if (!h->npre)
 		return true;
-	if (pbus_call_field(c, "uri", &v) || pbus_mp_str(v, &s, &n))
+	if (pbus_mp_str(uri, &s, &n))
 		return false;
 	cs = url_clean(s, n, &h->clean, &cn);
 	if (url_split(cs, cn, &u, NULL))
@@ -142,45 +149,56 @@ static bool should_apply(struct hi *h, struct pbus_call *c)
 	return false;
 }
 
+/* payload.metadata with "headers" = {**existing, **configured} */
+struct inject {
+	struct hi *h;
+	struct pbus_mp md;  /* the payload's metadata map, or empty */
+	struct pbus_mp old; /* its headers map, or empty */
+};
+
+static int write_headers(void *arg, msgpack_packer *pk)
+{
+	const struct inject *in = arg;
+
+	return rt_mp_merge(in->old, in->h->headers, pk);
+}
+
+static int write_md(void *arg, msgpack_packer *pk)
+{
+	const struct inject *in = arg;
+
+	return rt_mp_set_fn(in->md, "headers", write_headers, arg, pk);
+}
+
+/* The payload is written once, straight into the answer: its metadata map
+ * and the headers inside it are rebuilt on the way (nothing is packed
+ * apart, then copied). */
 static int on_pre(struct pbus_call *c, void *arg)
 {
-	struct hi *h = arg;
-	struct pbus_mp md = {0}, old = {0}, hv, mv;
-	char mem1[1024], mem2[2048];
-	struct pbus_mbuf hb, mb;
-	msgpack_packer *pk;
+	static const char *const pl_keys[] = {"uri", "metadata"};
+	static const char *const md_keys[] = {"headers"};
+	struct inject in = {.h = arg};
+	struct pbus_mp pl, v[2];
 	int ret;
 
-	if (!should_apply(h, c))
+	ret = pbus_call_payload_view(c, &pl);
+	if (ret == -ENOENT)
+		pl = (struct pbus_mp){0}; /* no payload: {metadata: ...} */
+	else if (ret)
+		return in.h->npre ? 0 : ret; /* as pbus_call_field() had it */
+	rt_mp_get_keys(pl, pl_keys, v, 2);   /* absent: empty */
+	if (!should_apply(in.h, v[0]))
 		return 0;
-	if (pbus_call_field(c, "metadata", &md) ||
-	    pbus_mp_type(md) != PBUS_MP_MAP)
-		md = (struct pbus_mp){0};
-	if (md.len && (pbus_mp_get(md, "headers", &old) ||
-		       pbus_mp_type(old) != PBUS_MP_MAP))
-		old = (struct pbus_mp){0};
-	/* {**existing, **configured} */
-	ret = pbus_mp_merge(old, h->headers,
-			    pbus_mbuf_init(&hb, mem1, sizeof(mem1)));
-	if (!ret)
-		ret = pbus_mbuf_view(&hb, &hv);
-	if (!ret)
-		ret = pbus_mp_set(md, "headers", hv,
-				  pbus_mbuf_init(&mb, mem2, sizeof(mem2)));
-	else
-		pbus_mbuf_init(&mb, mem2, sizeof(mem2));
-	if (!ret)
-		ret = pbus_mbuf_view(&mb, &mv);
-	if (!ret)
-		ret = pbus_call_modify_set(c, "metadata", mv);
-	pbus_mbuf_fini(&hb);
-	pbus_mbuf_fini(&mb);
+	if (pbus_mp_type(v[1]) == PBUS_MP_MAP) {
+		in.md = v[1];
+		rt_mp_get_keys(in.md, md_keys, &in.old, 1);
+		if (pbus_mp_type(in.old) != PBUS_MP_MAP)
+			in.old = (struct pbus_mp){0};
+	}
+	ret = rt_call_modify_set_fn(c, pl, "metadata", write_md, &in);
 	if (ret)
 		return ret;
-	pk = pbus_call_metadata(c);
-	msgpack_pack_map(pk, 2);
-	pbus_pack_kv_bool(pk, "headers_injected", true);
-	return pbus_pack_kv_int(pk, "count", h->nheaders);
+	return rt_pack_piece(pbus_call_metadata(c), &in.h->result);
 }
 
 static struct hi hi;

@@ -12,10 +12,14 @@
 #include "pii.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#ifdef __SSE2__
+#include <emmintrin.h> /* _mm_movemask_epi8() */
+#endif
 
 static const char *const type_names[PII_NTYPES] = {
 	"ssn",
@@ -75,14 +79,18 @@ int pii_strategy_from_name(const char *s)
  * the first such run that has one, and a search confined to a run, with one
  * character of look-ahead for \b, finds exactly what the search over the
  * whole text finds there. Runs are found from seeds every match contains
- * (digits, '@', ':'), or by probing for long ones (keys).
+ * (digits, '@', ':'), or, for the long key classes, inside the words (runs
+ * without a space) long enough to hold one. One pass reads the text 16
+ * bytes at a time to find the digits, the label candidates and the long
+ * words (scan()); the scalar code runs only where they are.
  *
  * The label-led patterns search the whole text, but from their first label
  * only (DL, MRN: a label followed by [#:\s]), or only when a run shows they
  * can match (a date for "DOB: 1/2/90", a 20-character token for API keys).
  * Custom patterns, and text with any non-ASCII byte, get plain whole-text
  * searches with Python's Unicode rules. The results are identical either
- * way (the whole_text knob turns the windows off to compare).
+ * way (the whole_text knob turns the windows off to compare; `pbus-
+ * pii_filter --self-test` does, on random texts).
  */
 /* Labels (DL, MRN): every match has one followed by [#:\s]. */
 #define LBL_DL 1
@@ -247,7 +255,16 @@ void pii_finish(struct pii *p)
 
 		if (c >= 0 && pt->minlen < p->class_min[c])
 			p->class_min[c] = pt->minlen;
+		p->labels |= pt->label != 0;
 	}
+	/* fits[l]: the classes a window of l bytes can serve (63: any) */
+	for (unsigned l = 0; l < 64; l++)
+		for (int c = 0; c < PII_NWCLASS; c++)
+			if (l == 63 || p->class_min[c] <= l)
+				p->fits[l] |= (uint16_t)(1u << c);
+	p->ulen = p->class_min[W_B64] < p->class_min[W_KEY20]
+			  ? p->class_min[W_B64]
+			  : p->class_min[W_KEY20];
 }
 
 /* ---------------------------------------------------------------- scan */
@@ -330,36 +347,41 @@ static int grow(struct pii *p, const unsigned char *u, size_t n, int c,
 static int grow_digits(struct pii *p, const unsigned char *u, size_t n,
 		       size_t a, size_t b)
 {
-	size_t lo[W_NCLASS], hi[W_NCLASS];
-	unsigned act, keep;
+	size_t lo[W_NCLASS], hi[W_NCLASS], reach;
+	unsigned lm = 0, rm = 0, act, keep, d;
 	size_t j;
 	int ret;
 
-	act = DIGIT_SEEDED;
-	for (j = a; j > 0 && act; j--) {
-		keep = act & wtab[u[j - 1]];
-		for (unsigned d = act & ~keep; d; d &= d - 1)
+	/* Most classes end at the digits themselves (a number between
+	 * words): only those that go on (lm, rm) are walked and stored. */
+	act = a ? DIGIT_SEEDED & wtab[u[a - 1]] : 0;
+	for (j = a - 1, lm = act; act; j--) {
+		keep = j ? act & wtab[u[j - 1]] : 0;
+		for (d = act & ~keep; d; d &= d - 1)
 			lo[__builtin_ctz(d)] = j;
 		act = keep;
 	}
-	for (unsigned d = act; d; d &= d - 1)
-		lo[__builtin_ctz(d)] = 0;
-	act = DIGIT_SEEDED;
-	for (j = b; j < n && act; j++) {
-		keep = act & wtab[u[j]];
-		for (unsigned d = act & ~keep; d; d &= d - 1)
+	reach = b - (j + 1); /* j + 1: the lowest lo (a if none went on) */
+	act = b < n ? DIGIT_SEEDED & wtab[u[b]] : 0;
+	for (j = b + 1, rm = act; act; j++) {
+		keep = j < n ? act & wtab[u[j]] : 0;
+		for (d = act & ~keep; d; d &= d - 1)
 			hi[__builtin_ctz(d)] = j;
 		act = keep;
 	}
-	for (unsigned d = act; d; d &= d - 1)
-		hi[__builtin_ctz(d)] = n;
-	for (unsigned d = DIGIT_SEEDED; d; d &= d - 1) {
+	reach += j - 1 - b; /* j - 1: the highest hi (b if none went on) */
+	/* Only classes whose window can be long enough: those that stayed
+	 * [a, b) need b - a >= class_min, the others at most reach. */
+	d = (DIGIT_SEEDED & ~(lm | rm) & p->fits[b - a < 63 ? b - a : 63]) |
+	    ((lm | rm) & p->fits[reach < 63 ? reach : 63]);
+	for (; d; d &= d - 1) {
 		int c = __builtin_ctz(d);
+		size_t s = lm >> c & 1 ? lo[c] : a, e = rm >> c & 1 ? hi[c] : b;
 
-		if (hi[c] - lo[c] < p->class_min[c] ||
+		if (e - s < p->class_min[c] ||
 		    (p->nwin[c] && p->win[c][p->nwin[c] - 1].e > a))
 			continue;
-		ret = add_win(p, c, lo[c], hi[c]);
+		ret = add_win(p, c, s, e);
 		if (ret)
 			return ret;
 	}
@@ -367,41 +389,51 @@ static int grow_digits(struct pii *p, const unsigned char *u, size_t n,
 }
 
 /*
- * Runs of class @c at least @len long. Any @len consecutive bytes hold
- * exactly one position p with p % len == len - 1, so only those are probed;
- * from a probe that is in the class, the run is followed only as far as it
- * takes to see whether it reaches @len (words end after a few bytes).
+ * Long runs (W_B64, W_KEY20). Both classes lie inside the bytes above ' '
+ * (and below 0x80), so a run of either is inside a run of such bytes -- a
+ * word, in prose -- bounded by "breaks": spaces, controls, non-ASCII.
  */
-static int long_runs(struct pii *p, const unsigned char *u, size_t n, int c,
-		     size_t len)
+static inline bool is_break(unsigned char c)
+{
+	return c <= ' ' || c >= 0x80;
+}
+
+/* The maximal runs of class @c inside the word [@a, @b), at least
+ * class_min[c] long (maximal in the text too: the word's ends are breaks). */
+static int class_runs(struct pii *p, const unsigned char *u, size_t a, size_t b,
+		      int c)
 {
 	uint16_t bit = (uint16_t)(1u << c);
-	size_t i = len - 1;
 
-	while (i < n) {
-		size_t a = i, b = i + 1;
+	if (b - a < p->class_min[c])
+		return 0;
+	while (a < b) {
+		size_t e = a;
 
-		if (!(wtab[u[i]] & bit)) {
-			i += len;
-			continue;
-		}
-		while (a > 0 && i - a < len && (wtab[u[a - 1]] & bit))
-			a--;
-		while (b < n && b - a < len && (wtab[u[b]] & bit))
-			b++;
-		if (b - a < len) {
-			i += len; /* too short; the next probe is past it */
-			continue;
-		}
-		while (a > 0 && (wtab[u[a - 1]] & bit))
-			a--;
-		while (b < n && (wtab[u[b]] & bit))
-			b++;
-		if (add_win(p, c, a, b))
+		while (e < b && (wtab[u[e]] & bit))
+			e++;
+		if (e - a >= p->class_min[c] && add_win(p, c, a, e))
 			return -ENOMEM;
-		i = b + len - 1;
+		a = e + 1;
 	}
 	return 0;
+}
+
+/* The word around @at (not a break), if it is long enough: its long runs.
+ * Returns where the word ends, or 0 on -ENOMEM. */
+static size_t long_word(struct pii *p, const unsigned char *u, size_t n,
+			size_t at)
+{
+	size_t a = at, b = at + 1;
+
+	while (a > 0 && !is_break(u[a - 1]))
+		a--;
+	while (b < n && !is_break(u[b]))
+		b++;
+	if (b - a >= p->ulen &&
+	    (class_runs(p, u, a, b, W_B64) || class_runs(p, u, a, b, W_KEY20)))
+		return 0;
+	return b;
 }
 
 /* @lit (lower case) ends at @u[i], ignoring ASCII case. */
@@ -437,41 +469,153 @@ static inline void label_before(struct pii *p, const unsigned char *u, size_t i)
 }
 
 /*
+ * Sixteen bytes at a time. A vector of int8_t (GCC's vector extension:
+ * plain C, SSE2 on x86-64) holds 16 text bytes; a comparison gives 0 or -1
+ * per byte. ASCII is 0..127, so signed comparisons order it and every byte
+ * >= 0x80 is negative.
+ */
+typedef int8_t v16 __attribute__((vector_size(16)));
+
+/* Mask @m as 16 bits, bit k for byte k: one instruction with SSE2, else
+ * a multiply gathers the eight top bits of each half into its top byte. */
+#ifdef __SSE2__
+static inline unsigned bits16(v16 m)
+{
+	return (unsigned)_mm_movemask_epi8((__m128i)m);
+}
+#else
+static inline unsigned bits16(v16 m)
+{
+	const uint64_t gather = 0x0002040810204081ull;
+	uint64_t lo, hi;
+
+	memcpy(&lo, &m, 8);
+	memcpy(&hi, (const char *)&m + 8, 8);
+	lo &= 0x8080808080808080ull;
+	hi &= 0x8080808080808080ull;
+	return (unsigned)((lo * gather) >> 56 | (hi * gather) >> 56 << 8);
+}
+#endif
+
+/*
+ * DL/MRN label candidates in @c, whose bytes one and two before are @p1 and
+ * @p2: a separator after the last two letters of a label (dL, licenSE, mRN,
+ * recoRD; any case). Separators are [#:\s]; taking every byte up to ' '
+ * (and non-ASCII) is a superset, which label_before() reads as a label at
+ * most earlier: the labelled patterns then only start searching earlier,
+ * and find the same matches.
+ */
+static inline v16 label_ends(v16 c, v16 p1, v16 p2)
+{
+	p1 |= 0x20;
+	p2 |= 0x20;
+	return ((c <= ' ') | (c == '#') | (c == ':')) &
+	       (((p1 == 'l') & (p2 == 'd')) | ((p1 == 'e') & (p2 == 's')) |
+		(((p1 == 'n') | (p1 == 'd')) & (p2 == 'r')));
+}
+
+/* All long runs, byte by byte: for class_min below 15 (see scan()). */
+static int long_runs_all(struct pii *p, const unsigned char *u, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!is_break(u[i]) && !(i = long_word(p, u, n, i)))
+			return -ENOMEM;
+	return 0;
+}
+
+/* The digit runs and label candidates among the bits of @m, for the block
+ * at @i. *dnext: digits before it were in a run already grown. */
+static int events(struct pii *p, const unsigned char *u, size_t n, size_t i,
+		  unsigned m, size_t *dnext)
+{
+	int ret = 0;
+
+	for (; m && !ret; m &= m - 1) {
+		size_t j = i + (size_t)__builtin_ctz(m), b;
+
+		if ((unsigned)(u[j] - '0') > 9) {
+			label_before(p, u, j);
+			continue;
+		}
+		if (j < *dnext)
+			continue; /* in the last digit run */
+		for (b = j + 1; b < n && (unsigned)(u[b] - '0') <= 9; b++)
+			;
+		ret = grow_digits(p, u, n, j, b);
+		*dnext = b;
+	}
+	return ret;
+}
+
+/*
  * The windows of ASCII text: runs grown from the characters every match of
- * a class holds (digits, '@', ':') and long runs found by probing. Returns
- * 1, 0 if the text has a non-ASCII byte (nothing recorded), or -ENOMEM.
+ * a class holds (digits, '@', ':'), and the long runs of the key classes.
+ * One pass, 16 bytes at a time, finds the digits, the separators that may
+ * end a DL or MRN label, and the 8-byte halves without a break (a run of 15
+ * or more bytes fills one); the scalar code runs only where they are.
+ * Returns 1, 0 if the text has a non-ASCII byte (what was recorded is then
+ * unused), or -ENOMEM.
  */
 static int scan(struct pii *p, const char *s, size_t n)
 {
 	const unsigned char *u = (const unsigned char *)s;
+	bool words = p->ulen >= 15 && p->ulen != UINT32_MAX;
+	size_t dnext = 0; /* see events() */
+	size_t wnext = 0; /* words before this were looked at */
+	v16 high = {0};	  /* every byte ORed: non-ASCII sets bit 7 */
 	int ret = 0;
 
-	if (!pyre_is_ascii(s, n))
-		return 0;
 	if (!wtab[0x80])
 		wtab_init();
 	for (int c = 0; c < W_NCLASS; c++)
 		p->nwin[c] = 0;
 	p->label_at[LBL_DL] = p->label_at[LBL_MRN] = SIZE_MAX;
-	/* Digit runs seed every digit class; separators locate labels. */
-	for (size_t i = 0; i < n && !ret; i++) {
-		size_t b;
+	for (size_t i = 0; i < n && !ret; i += 16) {
+		const unsigned char *q = u + i;
+		unsigned char pad[2 + 16];
+		unsigned m;
+		v16 c, p1, p2, ev;
 
-		if ((unsigned)(u[i] - '0') > 9) {
-			/* a separator after a label's last letter */
-			if ((wtab[u[i]] & SEP) && i &&
-			    ((u[i - 1] | 0x20) == 'l' ||
-			     (u[i - 1] | 0x20) == 'e' ||
-			     (u[i - 1] | 0x20) == 'n' ||
-			     (u[i - 1] | 0x20) == 'd'))
-				label_before(p, u, i);
-			continue;
+		if (i < 2 || n - i < 16) {
+			/* the first block and the last: through a copy, with
+			 * zeros outside the text */
+			for (size_t k = 0; k < sizeof(pad); k++)
+				pad[k] = i + k >= 2 && i + k - 2 < n
+						 ? u[i + k - 2]
+						 : 0;
+			q = pad + 2;
 		}
-		for (b = i + 1; b < n && (unsigned)(u[b] - '0') <= 9; b++)
-			;
-		ret = grow_digits(p, u, n, i, b);
-		i = b;
+		memcpy(&c, q, 16);
+		memcpy(&p1, q - 1, 16);
+		memcpy(&p2, q - 2, 16);
+		high |= c;
+		ev = (c >= '0') & (c <= '9');
+		if (p->labels)
+			ev |= label_ends(c, p1, p2);
+		m = bits16(ev);
+		if (m) {
+			if (n - i < 16) /* not past the text */
+				m &= (1u << (n - i)) - 1;
+			ret = events(p, u, n, i, m, &dnext);
+		}
+		if (!words || ret)
+			continue;
+		/* the zeros after the text are breaks */
+		m = bits16(c <= ' ');
+		if ((m & 0xff) && (m >> 8))
+			continue;
+		for (int h = 0; h < 2 && !ret; h++) {
+			if ((m >> 8 * h & 0xff) || i + 8 * (size_t)h < wnext)
+				continue;
+			wnext = long_word(p, u, n, i + 8 * (size_t)h);
+			if (!wnext)
+				ret = -ENOMEM;
+		}
 	}
+	if (!ret && p->ulen < 15)
+		ret = long_runs_all(p, u, n);
+	if (bits16(high))
+		return ret < 0 ? ret : 0;
 	for (const char *q = s;
 	     !ret && (q = memchr(q, '@', n - (size_t)(q - s))); q++)
 		ret = grow(p, u, n, W_EMAIL, (size_t)(q - s),
@@ -480,10 +624,6 @@ static int scan(struct pii *p, const char *s, size_t n)
 	     !ret && (q = memchr(q, ':', n - (size_t)(q - s))); q++)
 		ret = grow(p, u, n, W_IP6, (size_t)(q - s),
 			   (size_t)(q - s) + 1);
-	if (!ret && p->class_min[W_B64] != UINT32_MAX)
-		ret = long_runs(p, u, n, W_B64, p->class_min[W_B64]);
-	if (!ret && p->class_min[W_KEY20] != UINT32_MAX)
-		ret = long_runs(p, u, n, W_KEY20, p->class_min[W_KEY20]);
 	if (ret)
 		return ret;
 	return 1;
@@ -649,7 +789,10 @@ int pii_detect(struct pii *p, const char *s, size_t n)
 	if (ret < 0)
 		return ret;
 	win = ret == 1;
-	ascii = win || (p->whole_text == 1 && pyre_is_ascii(s, n));
+	/* ASCII text: windows were found (scan() checked), or (tests)
+	 * checked here */
+	p->ascii = win || (p->whole_text && pyre_is_ascii(s, n));
+	ascii = win || (p->whole_text == 1 && p->ascii);
 	for (int i = 0; i < p->npats; i++) {
 		const struct pii_pat *pt = &p->pats[i];
 
@@ -695,8 +838,21 @@ int pii_detect(struct pii *p, const char *s, size_t n)
 	}
 	if (!p->ndet)
 		return 0;
-	/* Across types: earliest start, then longest, then report order. */
-	qsort(p->det, p->ndet, sizeof(*p->det), cmp_det);
+	/* Across types: earliest start, then longest, then report order
+	 * (a total order: any sort gives the same result). A few detections,
+	 * mostly in order already, are sorted faster in place. */
+	if (p->ndet <= 16) {
+		for (size_t i = 1; i < p->ndet; i++) {
+			struct pii_det v = p->det[i];
+			size_t j = i;
+
+			for (; j && cmp_det(&p->det[j - 1], &v) > 0; j--)
+				p->det[j] = p->det[j - 1];
+			p->det[j] = v;
+		}
+	} else {
+		qsort(p->det, p->ndet, sizeof(*p->det), cmp_det);
+	}
 	for (size_t i = 0; i < p->ndet; i++) {
 		const struct pii_det *d = &p->det[i];
 
@@ -713,18 +869,27 @@ int pii_detect(struct pii *p, const char *s, size_t n)
 
 /* ---------------------------------------------------------------- mask */
 
-static void add_last(struct sbuf *o, const char *v, size_t n, size_t k)
+/* Python's len() of @v[0, @n): its bytes when the text is ASCII. */
+static size_t ulen(const struct pii *p, const char *v, size_t n)
 {
-	size_t len = utf8_len(v, n);
-	size_t off = len > k ? utf8_off(v, n, len - k) : 0;
+	return p->ascii ? n : utf8_len(v, n);
+}
 
-	sbuf_add(o, v + off, n - off);
+/* The last @k characters of @v[0, @n). */
+static void add_last(struct pii *p, const char *v, size_t n, size_t k)
+{
+	size_t len = ulen(p, v, n);
+	size_t off = 0;
+
+	if (len > k)
+		off = p->ascii ? len - k : utf8_off(v, n, len - k);
+	sbuf_add(&p->out, v + off, n - off);
 }
 
 static void mask_partial(struct pii *p, const char *v, size_t n, int type)
 {
 	struct sbuf *o = &p->out;
-	size_t len = utf8_len(v, n);
+	size_t len = ulen(p, v, n);
 
 	switch (type) {
 	case PII_SSN:
@@ -737,7 +902,7 @@ static void mask_partial(struct pii *p, const char *v, size_t n, int type)
 			     : type == PII_BSN	 ? "*****"
 			     : type == PII_PHONE ? "***-***-"
 						 : "****-****-****-");
-		add_last(o, v, n, 4);
+		add_last(p, v, n, 4);
 		return;
 	case PII_EMAIL: {
 		const char *at = memchr(v, '@', n);
@@ -747,12 +912,12 @@ static void mask_partial(struct pii *p, const char *v, size_t n, int type)
 			break; /* split("@") must give exactly two parts */
 		nl = (size_t)(at - v);
 		dl = n - nl - 1;
-		if (utf8_len(v, nl) > 2) {
-			size_t c1 = utf8_clen(v, nl);
+		if (ulen(p, v, nl) > 2) {
+			size_t c1 = p->ascii ? 1 : utf8_clen(v, nl);
 
 			sbuf_add(o, v, c1);
 			sbuf_adds(o, "***");
-			add_last(o, v, nl, 1);
+			add_last(p, v, nl, 1);
 		} else {
 			sbuf_adds(o, "***");
 		}
@@ -763,10 +928,10 @@ static void mask_partial(struct pii *p, const char *v, size_t n, int type)
 	default:
 		if (len <= 2)
 			break;
-		sbuf_add(o, v, utf8_clen(v, n));
+		sbuf_add(o, v, p->ascii ? 1 : utf8_clen(v, n));
 		for (size_t i = 0; i < len - 2; i++)
 			sbuf_addc(o, '*');
-		add_last(o, v, n, 1);
+		add_last(p, v, n, 1);
 		return;
 	}
 	sbuf_adds(o, p->redaction);

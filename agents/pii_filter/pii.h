@@ -86,11 +86,15 @@ struct pii {
 	struct pii_win *win[PII_NWCLASS];
 	size_t nwin[PII_NWCLASS], cwin[PII_NWCLASS];
 	unsigned class_min[PII_NWCLASS]; /* shortest window worth keeping */
-	size_t label_at[3];		 /* first DL / MRN label, or SIZE_MAX */
+	uint16_t fits[64];  /* classes whose class_min <= l (63: all) */
+	unsigned ulen;	    /* the shorter of the two long-run classes' */
+	bool labels;	    /* a pattern starts at a DL or MRN label */
+	size_t label_at[3]; /* first DL / MRN label, or SIZE_MAX */
 	/* the last pii_detect(): kept detections in text order */
 	struct pii_det *det;
 	size_t ndet, cap;
 	unsigned tcount[PII_NTYPES]; /* per type, last pii_detect() */
+	bool ascii;		     /* its text was ASCII (for pii_mask()) */
 	struct sbuf out;	     /* pii_mask() output */
 };
 
@@ -118,8 +122,8 @@ void pii_finish(struct pii *p);
  */
 int pii_detect(struct pii *p, const char *s, size_t n);
 
-/* Mask the last detections in @s: p->out holds the masked text. 0 or
- * -ENOMEM. */
+/* Mask the last detections in @s (the text pii_detect() was given): p->out
+ * holds the masked text. 0 or -ENOMEM. */
 int pii_mask(struct pii *p, const char *s, size_t n);
 
 void pii_sha256(const void *data, size_t n, uint8_t out[32]);

@@ -207,9 +207,11 @@ static void key_text(struct sbuf *b, struct pbus_mp key)
 
 	if (!pbus_mp_str(key, &s, &n))
 		sbuf_add(b, s, n);
-	else if (!pbus_mp_int(key, &i))
-		sbuf_addf(b, "%lld", (long long)i);
-	else
+	else if (!pbus_mp_int(key, &i)) {
+		if (i < 0)
+			sbuf_addc(b, '-');
+		sbuf_addu(b, i < 0 ? -(uint64_t)i : (uint64_t)i);
+	} else
 		sbuf_addc(b, '?');
 }
 
@@ -239,7 +241,9 @@ static void field_name(struct scan *sc, const struct pbus_mp_path *path)
 			const struct pbus_mp_seg *sg = &path->seg[i];
 
 			if (!sg->key.p) {
-				sbuf_addf(b, "[%u]", sg->index);
+				sbuf_addc(b, '[');
+				sbuf_addu(b, sg->index);
+				sbuf_addc(b, ']');
 				continue;
 			}
 			if (i)
@@ -297,7 +301,8 @@ static void pack_types(msgpack_packer *pk, const struct pii *p,
 	msgpack_pack_array(pk, n);
 	for (int k = 0; k < p->ntypes; k++)
 		if (tcount[p->order[k]])
-			pbus_mp_pack_cstr(pk, pii_type_name(p->order[k]));
+			rt_pack_strn(pk, pii_type_name(p->order[k]),
+				     strlen(pii_type_name(p->order[k])));
 }
 
 static int scan_cb(const struct pbus_mp_path *path, const char *s, size_t n,
@@ -350,20 +355,23 @@ static void pack_hook_md(msgpack_packer *pk, const struct scan *sc,
 	const char *f = sc->fields.p;
 
 	msgpack_pack_map(pk, 4);
-	pbus_pack_kv_bool(pk, "detected", true);
-	pbus_pack_key(pk, list_key);
+	msgpack_pack_true(rt_pack_key(pk, "detected"));
+	rt_pack_key(pk, list_key);
 	msgpack_pack_array(pk, sc->nfields);
 	for (unsigned i = 0; i < sc->nfields; i++, f += strlen(f) + 1)
-		pbus_mp_pack_cstr(pk, f);
-	pack_types(pbus_pack_key(pk, "types"), sc->p, sc->tcount);
-	pbus_pack_kv_int(pk, "total_count", sc->total);
+		rt_pack_strn(pk, f, strlen(f));
+	pack_types(rt_pack_key(pk, "types"), sc->p, sc->tcount);
+	msgpack_pack_int64(rt_pack_key(pk, "total_count"), sc->total);
 }
 
 /*
  * Answer local_metadata = the current local metadata with
  * pii_detections[@hook_key] set (when @sc found something and details are
  * on; @replace: pii_detections = {@hook_key: ...} as prompt_pre_fetch did)
- * and, with @stats, pii_filter_stats.
+ * and, with @stats, pii_filter_stats -- pbus_call_local_metadata_merge()'s
+ * answer. Merging into nothing writes the new map as it is (its keys are
+ * distinct), which is what the merge would write; so the usual call, with
+ * no earlier metadata, merges nothing.
  */
 static int write_md(struct pbus_call *c, const struct scan *sc,
 		    const char *hook_key, const char *list_key, bool replace,
@@ -373,37 +381,52 @@ static int write_md(struct pbus_call *c, const struct scan *sc,
 	bool det = sc->total && p->details;
 	char mem1[1024], mem2[2048];
 	struct pbus_mbuf hb, ob;
-	struct pbus_mp hv, ov, lc, md, pd = {0};
+	struct pbus_mp hv, ov, lc, md = {0}, cur = {0}, pd = {0};
 	msgpack_packer *pk;
-	int ret;
+	int ret = 0;
 
 	if (!det && !stats)
 		return 0;
-	if (det && !replace && !pbus_call_lctx_view(c, &lc) &&
-	    !pbus_mp_get(lc, "metadata", &md))
+	if (!pbus_call_lctx_view(c, &lc) && !pbus_mp_get(lc, "metadata", &md) &&
+	    pbus_mp_type(md) == PBUS_MP_MAP)
+		cur = md;
+	if (det && !replace && md.len)
 		pbus_mp_get(md, "pii_detections", &pd);
 	if (pbus_mp_type(pd) != PBUS_MP_MAP)
 		pd = (struct pbus_mp){0};
-	pk = pbus_mbuf_init(&hb, mem1, sizeof(mem1));
-	msgpack_pack_map(pk, 1);
-	pack_hook_md(pbus_pack_key(pk, hook_key), sc, list_key);
 	pk = pbus_mbuf_init(&ob, mem2, sizeof(mem2));
+	pbus_mbuf_init(&hb, mem1, sizeof(mem1));
 	msgpack_pack_map(pk, (uint32_t)det + stats);
-	ret = pbus_mbuf_view(&hb, &hv);
-	if (det && !ret)
-		ret = pbus_mp_merge(pd, hv,
-				    pbus_pack_key(pk, "pii_detections"));
+	if (det) {
+		/* {**pd, hook_key: {...}} */
+		msgpack_packer *hp =
+			pd.len ? &hb.pk : rt_pack_key(pk, "pii_detections");
+
+		msgpack_pack_map(hp, 1);
+		pack_hook_md(rt_pack_key(hp, hook_key), sc, list_key);
+		if (pd.len) {
+			ret = rt_mbuf_view(&hb, &hv);
+			if (!ret)
+				ret = rt_mp_merge(
+					pd, hv,
+					rt_pack_key(pk, "pii_detections"));
+		}
+	}
 	if (stats) {
-		pbus_pack_key(pk, "pii_filter_stats");
-		msgpack_pack_map(pk, 2);
-		pbus_pack_kv_int(pk, "total_detections",
-				 (int64_t)p->detection_count);
-		pbus_pack_kv_int(pk, "total_masked", (int64_t)p->masked_count);
+		msgpack_pack_map(rt_pack_key(pk, "pii_filter_stats"), 2);
+		msgpack_pack_int64(rt_pack_key(pk, "total_detections"),
+				   (int64_t)p->detection_count);
+		msgpack_pack_int64(rt_pack_key(pk, "total_masked"),
+				   (int64_t)p->masked_count);
 	}
 	if (!ret)
-		ret = pbus_mbuf_view(&ob, &ov);
-	if (!ret)
-		ret = pbus_call_local_metadata_merge(c, ov);
+		ret = rt_mbuf_view(&ob, &ov);
+	if (!ret && !cur.len)
+		ret = pbus_mp_copy(pbus_call_local_metadata(c), ov);
+	else if (!ret && pbus_mp_count(cur) > PBUS_MP_MERGE_MAX)
+		ret = -E2BIG;
+	else if (!ret)
+		ret = rt_mp_merge(cur, ov, pbus_call_local_metadata(c));
 	pbus_mbuf_fini(&hb);
 	pbus_mbuf_fini(&ob);
 	return ret;
@@ -462,12 +485,13 @@ static int on_prompt_pre(struct pbus_call *c, void *arg)
 			  .stop_first = p->block,
 			  .count_mask = true,
 			  .what = "prompt argument"};
-	struct pbus_mp args;
+	struct pbus_mp pl, args;
 	int ret;
 
-	if (pbus_call_field(c, "args", &args) || !truthy(args))
+	if (pbus_call_payload_view(c, &pl) || rt_mp_get(pl, "args", &args) ||
+	    !truthy(args))
 		return 0;
-	ret = pbus_call_rewrite(c, "args.*", scan_cb, &sc);
+	ret = rt_call_rewrite(c, pl, "args.*", scan_cb, &sc);
 	if (ret == -ECANCELED) {
 		char desc[320];
 		msgpack_packer *pk;
@@ -496,13 +520,15 @@ static int on_prompt_post(struct pbus_call *c, void *arg)
 			  .mask = true,
 			  .count_mask = true,
 			  .what = "prompt message"};
+	struct pbus_mp pl;
 	int ret;
 
-	if (pbus_call_field(c, "result.messages", &sc.messages) ||
+	if (pbus_call_payload_view(c, &pl) ||
+	    pbus_mp_path(pl, "result.messages", &sc.messages) ||
 	    !truthy(sc.messages))
 		return 0;
-	ret = pbus_call_rewrite(c, "result.messages.*.content.text", scan_cb,
-				&sc);
+	ret = rt_call_rewrite(c, pl, "result.messages.*.content.text", scan_cb,
+			      &sc);
 	if (ret >= 0)
 		ret = write_md(c, &sc, "post_fetch", "messages", false, true);
 	scan_fini(&sc);
@@ -518,12 +544,13 @@ static int on_tool_pre(struct pbus_call *c, void *arg)
 			  .mask = !p->block,
 			  .count_det = true,
 			  .what = "tool arguments at"};
-	struct pbus_mp args;
+	struct pbus_mp pl, args;
 	int ret;
 
-	if (pbus_call_field(c, "args", &args) || !truthy(args))
+	if (pbus_call_payload_view(c, &pl) || rt_mp_get(pl, "args", &args) ||
+	    !truthy(args))
 		return 0;
-	ret = pbus_call_rewrite(c, "args.**", scan_cb, &sc);
+	ret = rt_call_rewrite(c, pl, "args.**", scan_cb, &sc);
 	if (ret >= 0 && p->block && sc.total)
 		ret = block(c, &sc, "PII detected in tool arguments",
 			    "Detected PII in tool arguments",
@@ -544,18 +571,19 @@ static int on_tool_post(struct pbus_call *c, void *arg)
 			  .mask = !p->block,
 			  .count_det = true,
 			  .what = "tool result at"};
-	struct pbus_mp res;
+	struct pbus_mp pl, res;
 	bool is_str;
 	int ret;
 
-	if (pbus_call_field(c, "result", &res) || !truthy(res))
+	if (pbus_call_payload_view(c, &pl) || rt_mp_get(pl, "result", &res) ||
+	    !truthy(res))
 		return 0;
 	is_str = pbus_mp_type(res) == PBUS_MP_STR;
 	/* The framework counted masks only for a string result. */
 	sc.count_mask = is_str;
 	if (is_str || pbus_mp_type(res) == PBUS_MP_MAP ||
 	    pbus_mp_type(res) == PBUS_MP_ARRAY)
-		ret = pbus_call_rewrite(c, "result.**", scan_cb, &sc);
+		ret = rt_call_rewrite(c, pl, "result.**", scan_cb, &sc);
 	else
 		ret = 0; /* numbers, booleans: nothing to scan */
 	if (ret >= 0 && p->block && sc.total) {

@@ -25,7 +25,8 @@
  * The original returned continue_processing=True with its violation when
  * its own mode was permissive; in pbus the gateway applies the mode (a
  * permissive plugin's violation is logged and the chain goes on), so the
- * result is the same. Filters are compiled when the config is read.
+ * result is the same. Filters are compiled when the config is read, and
+ * the constant parts of the answer to a valid URI packed then too.
  *
  * Config: max_content_size (1048576), allowed_protocols ([file, http,
  * https]), blocked_domains ([]), content_filters ([{pattern, replacement}],
@@ -41,6 +42,17 @@
 
 #include "../runtime/rt.h"
 
+/* The answer's pre-packed pieces (struct rf's piece[]). */
+enum {
+	MD_OPEN,
+	MD_REQUEST_ID,
+	MD_USER,
+	MD_CLOSE,
+	STATE_OPEN,
+	PASSED,
+	NPIECES,
+};
+
 struct filter {
 	struct pyre *re;
 	struct pyre_tmpl *t;
@@ -55,7 +67,45 @@ struct rf {
 	struct filter *f;
 	int nf;
 	struct sbuf clean, a, b;
+	struct sbuf piece[NPIECES]; /* see pack_pieces() */
 };
+
+/*
+ * The constant parts of the answer to a valid URI, packed once: on each
+ * call only the scheme, the context's request_id and user and the URI are
+ * packed between them.
+ */
+static int pack_pieces(struct rf *rf)
+{
+	msgpack_packer pk;
+	int ret = 0;
+
+	/* payload metadata: {"validated": true, "protocol": <scheme>,
+	 * "request_id": <id>, "user": <user>, "resource_filter_plugin":
+	 * "pre_fetch_validated", "allowed_size": <max_content_size>} */
+	rt_sbuf_packer(&rf->piece[MD_OPEN], &pk);
+	msgpack_pack_map(&pk, 6);
+	pbus_pack_kv_bool(&pk, "validated", true);
+	pbus_pack_key(&pk, "protocol");
+	pbus_pack_key(rt_sbuf_packer(&rf->piece[MD_REQUEST_ID], &pk),
+		      "request_id");
+	pbus_pack_key(rt_sbuf_packer(&rf->piece[MD_USER], &pk), "user");
+	rt_sbuf_packer(&rf->piece[MD_CLOSE], &pk);
+	pbus_pack_kv_str(&pk, "resource_filter_plugin", "pre_fetch_validated");
+	pbus_pack_kv_int(&pk, "allowed_size", rf->max_size);
+	/* local state: {"uri_validated": true, "original_uri": <uri>} */
+	rt_sbuf_packer(&rf->piece[STATE_OPEN], &pk);
+	msgpack_pack_map(&pk, 2);
+	pbus_pack_kv_bool(&pk, "uri_validated", true);
+	pbus_pack_key(&pk, "original_uri");
+	/* result metadata */
+	rt_sbuf_packer(&rf->piece[PASSED], &pk);
+	msgpack_pack_map(&pk, 1);
+	pbus_pack_kv_str(&pk, "validation", "passed");
+	for (int i = 0; i < NPIECES; i++)
+		ret = ret ?: rf->piece[i].err;
+	return ret;
+}
 
 static int parse(struct pbus_cfgr *cfg, void *arg)
 {
@@ -79,6 +129,8 @@ static int parse(struct pbus_cfgr *cfg, void *arg)
 	rf->nblocked = pbus_cfgr_strv(cfg, "blocked_domains", &rf->blocked);
 	if (pbus_cfgr_error(cfg))
 		return -EINVAL;
+	if (pack_pieces(rf))
+		return -ENOMEM;
 	if (pbus_cfgr_get(cfg, "content_filters", PBUS_MP_ARRAY, &list))
 		return pbus_cfgr_error(cfg) ? -EINVAL : 0;
 	rf->f = calloc((size_t)pbus_mp_count(list) + 1, sizeof(*rf->f));
@@ -132,14 +184,29 @@ static int violation(struct pbus_call *c, const char *code, const char *reason,
 	return 0;
 }
 
+/* The payload's metadata map with the validation keys merged over it. */
+struct pre_md {
+	struct pbus_mp md, over;
+};
+
+static int merge_md(void *arg, msgpack_packer *pk)
+{
+	const struct pre_md *m = arg;
+
+	return rt_mp_merge(m->md, m->over, pk);
+}
+
 static int on_pre(struct pbus_call *c, void *arg)
 {
 	struct rf *rf = arg;
-	struct pbus_mp pl, uriv, g = {0}, v, md = {0}, mv;
+	static const char *const pl_keys[] = {"uri", "metadata"};
+	static const char *const g_keys[] = {"request_id", "user"};
+	struct pbus_mp pl, plv[2], g = {0}, gv[2], mv;
+	struct pre_md m = {0};
 	const char *uri = "", *s, *err = NULL;
 	char scheme[64], desc[512];
 	struct pbus_mbuf b;
-	char mem[1024];
+	char mem[512];
 	msgpack_packer *pk;
 	struct url u;
 	size_t un = 0, n;
@@ -148,8 +215,8 @@ static int on_pre(struct pbus_call *c, void *arg)
 	ret = pbus_call_payload_view(c, &pl);
 	if (ret)
 		return ret == -ENOENT ? 0 : ret;
-	if (!pbus_mp_get(pl, "uri", &uriv))
-		pbus_mp_str(uriv, &uri, &un);
+	rt_mp_get_keys(pl, pl_keys, plv, 2); /* absent: empty views */
+	pbus_mp_str(plv[0], &uri, &un);
 	s = url_clean(uri, un, &rf->clean, &n);
 	if (url_split(s, n, &u, &err)) {
 		snprintf(desc, sizeof(desc), "Could not parse resource URI: %s",
@@ -191,54 +258,38 @@ static int on_pre(struct pbus_call *c, void *arg)
 				 uri, un, "domain", u.host, u.host_len);
 	}
 
-	/* Valid: payload metadata {**metadata, validated, ...}. */
+	/* Valid: payload metadata {**metadata, validated, ...}, written
+	 * straight into the answer (only the new keys are packed apart). */
 	pbus_call_gctx_view(c, &g);
-	if (pbus_mp_get(pl, "metadata", &md) || pbus_mp_type(md) != PBUS_MP_MAP)
-		md = (struct pbus_mp){0};
+	rt_mp_get_keys(g, g_keys, gv, 2);
+	if (pbus_mp_type(plv[1]) == PBUS_MP_MAP)
+		m.md = plv[1];
 	pk = pbus_mbuf_init(&b, mem, sizeof(mem));
-	{
-		char omem[512];
-		struct pbus_mbuf ob;
-		msgpack_packer *op = pbus_mbuf_init(&ob, omem, sizeof(omem));
-		struct pbus_mp ov;
-
-		msgpack_pack_map(op, 6);
-		pbus_pack_kv_bool(op, "validated", true);
-		pbus_pack_kv_str(op, "protocol", scheme);
-		pbus_pack_key(op, "request_id");
-		if (!g.len || pbus_mp_get(g, "request_id", &v) ||
-		    pbus_mp_copy(op, v))
-			msgpack_pack_nil(op);
-		pbus_pack_key(op, "user");
-		if (!g.len || pbus_mp_get(g, "user", &v) || pbus_mp_copy(op, v))
-			msgpack_pack_nil(op);
-		pbus_pack_kv_str(op, "resource_filter_plugin",
-				 "pre_fetch_validated");
-		pbus_pack_kv_int(op, "allowed_size", rf->max_size);
-		ret = pbus_mbuf_view(&ob, &ov);
-		if (!ret)
-			ret = pbus_mp_merge(md, ov, pk);
-		pbus_mbuf_fini(&ob);
-	}
+	rt_pack_piece(pk, &rf->piece[MD_OPEN]);
+	pbus_mp_pack_cstr(pk, scheme);
+	rt_pack_piece(pk, &rf->piece[MD_REQUEST_ID]);
+	if (pbus_mp_copy(pk, gv[0]))
+		msgpack_pack_nil(pk);
+	rt_pack_piece(pk, &rf->piece[MD_USER]);
+	if (pbus_mp_copy(pk, gv[1]))
+		msgpack_pack_nil(pk);
+	rt_pack_piece(pk, &rf->piece[MD_CLOSE]);
+	ret = rt_mbuf_view(&b, &m.over);
 	if (!ret)
-		ret = pbus_mbuf_view(&b, &mv);
-	if (!ret)
-		ret = pbus_call_modify_set(c, "metadata", mv);
-	pbus_mbuf_fini(&b);
-	if (ret)
+		ret = rt_call_modify_set_fn(c, pl, "metadata", merge_md, &m);
+	if (ret) {
+		pbus_mbuf_fini(&b);
 		return ret;
+	}
 	/* Local state for the post-fetch, result metadata. */
-	pk = pbus_mbuf_init(&b, mem, sizeof(mem));
-	msgpack_pack_map(pk, 2);
-	pbus_pack_kv_bool(pk, "uri_validated", true);
-	pbus_pack_kv_strn(pk, "original_uri", uri, un);
-	ret = pbus_mbuf_view(&b, &mv);
+	pbus_mbuf_reset(&b);
+	rt_pack_piece(pk, &rf->piece[STATE_OPEN]);
+	pbus_mp_pack_strn(pk, uri, un);
+	ret = rt_mbuf_view(&b, &mv);
 	if (!ret)
-		ret = pbus_call_state_merge(c, mv);
+		ret = rt_call_state_merge_own(c, mv);
 	pbus_mbuf_fini(&b);
-	pk = pbus_call_metadata(c);
-	msgpack_pack_map(pk, 1);
-	pbus_pack_kv_str(pk, "validation", "passed");
+	rt_pack_piece(pbus_call_metadata(c), &rf->piece[PASSED]);
 	return ret;
 }
 

@@ -48,8 +48,10 @@
 struct pyre {
 	pcre2_code *code, *code_a; /* Unicode; ASCII twin (may be NULL) */
 	pcre2_match_data *md, *md_a;
-	PCRE2_SIZE *ov; /* ovector of the last match */
+	PCRE2_SIZE *ov_u, *ov_a; /* their ovectors (fixed for their life) */
+	PCRE2_SIZE *ov;		 /* ovector of the last match */
 	unsigned groups;
+	size_t minlen;	 /* no match is shorter (code units, both codes) */
 	int matched;	 /* the last match succeeded */
 	bool jit, jit_a; /* JIT code exists for code / code_a */
 };
@@ -200,12 +202,22 @@ int pyre_compile(const char *pat, unsigned flags, struct pyre **out, char *err,
 		pyre_free(re);
 		return -ENOMEM;
 	}
-	re->ov = pcre2_get_ovector_pointer(re->md);
+	re->ov = re->ov_u = pcre2_get_ovector_pointer(re->md);
+	if (re->md_a)
+		re->ov_a = pcre2_get_ovector_pointer(re->md_a);
 	{
-		uint32_t cap = 0;
+		uint32_t cap = 0, ml = 0, ml_a = 0;
 
 		pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &cap);
 		re->groups = cap;
+		/* PCRE2's own lower bound on a match's length (characters,
+		 * so also a bound in bytes); pcre2_match() itself refuses
+		 * shorter subjects with it. Checked before the call here. */
+		pcre2_pattern_info(re->code, PCRE2_INFO_MINLENGTH, &ml);
+		if (re->code_a)
+			pcre2_pattern_info(re->code_a, PCRE2_INFO_MINLENGTH,
+					   &ml_a);
+		re->minlen = re->code_a && ml_a < ml ? ml_a : ml;
 	}
 	*out = re;
 	return 0;
@@ -248,6 +260,12 @@ static int match(struct pyre *re, const char *s, size_t n, size_t pos,
 		 uint32_t opts, bool ascii)
 {
 	bool twin = ascii && re->code_a;
+
+	/* Too short for any match: skip the call (and its set-up). */
+	if (n - pos < re->minlen) {
+		re->matched = 0;
+		return 0;
+	}
 	pcre2_code *code = twin ? re->code_a : re->code;
 	pcre2_match_data *md = twin ? re->md_a : re->md;
 	bool jit = (twin ? re->jit_a : re->jit) && !(opts & PCRE2_ANCHORED);
@@ -256,7 +274,7 @@ static int match(struct pyre *re, const char *s, size_t n, size_t pos,
 				       NULL)
 		     : pcre2_match(code, (PCRE2_SPTR)s, n, pos, opts, md, NULL);
 
-	re->ov = pcre2_get_ovector_pointer(md);
+	re->ov = twin ? re->ov_a : re->ov_u;
 	re->matched = rc > 0;
 	if (rc > 0)
 		return 1;
@@ -273,6 +291,10 @@ static int match(struct pyre *re, const char *s, size_t n, size_t pos,
 int pyre_search(struct pyre *re, const char *s, size_t n)
 {
 	s = s ? s : "";
+	if (n < re->minlen) {
+		re->matched = 0;
+		return 0;
+	}
 	return match(re, s, n, 0, 0, pyre_is_ascii(s, n));
 }
 
@@ -302,6 +324,9 @@ int pyre_iter_next(struct pyre_iter *it, size_t *ms, size_t *me)
 		int ret;
 
 		if (it->pos > it->n)
+			return 0;
+		/* no room for a match (match() would say so too) */
+		if (it->n - it->pos < it->re->minlen && !it->after_empty)
 			return 0;
 		ret = match(it->re, it->s, it->n, it->pos, opts, it->ascii);
 		if (ret < 0)

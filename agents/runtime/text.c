@@ -33,10 +33,13 @@ int sbuf_reserve(struct sbuf *b, size_t extra)
 
 int sbuf_add(struct sbuf *b, const void *s, size_t n)
 {
-	int ret = sbuf_reserve(b, n);
+	/* the room is usually there already */
+	if (b->err || b->len + n > b->cap) {
+		int ret = sbuf_reserve(b, n);
 
-	if (ret)
-		return ret;
+		if (ret)
+			return ret;
+	}
 	if (n)
 		memcpy(b->p + b->len, s, n);
 	b->len += n;
@@ -45,7 +48,14 @@ int sbuf_add(struct sbuf *b, const void *s, size_t n)
 
 int sbuf_addc(struct sbuf *b, char c)
 {
-	return sbuf_add(b, &c, 1);
+	if (b->err || b->len + 1 > b->cap) {
+		int ret = sbuf_reserve(b, 1);
+
+		if (ret)
+			return ret;
+	}
+	b->p[b->len++] = c;
+	return 0;
 }
 
 int sbuf_adds(struct sbuf *b, const char *s)
@@ -71,6 +81,17 @@ int sbuf_addf(struct sbuf *b, const char *fmt, ...)
 	va_end(ap);
 	b->len += (size_t)n;
 	return 0;
+}
+
+int sbuf_addu(struct sbuf *b, uint64_t v)
+{
+	char d[20];
+	size_t i = sizeof(d);
+
+	do
+		d[--i] = (char)('0' + v % 10);
+	while (v /= 10);
+	return sbuf_add(b, d + i, sizeof(d) - i);
 }
 
 void sbuf_fini(struct sbuf *b)

@@ -15,29 +15,54 @@
  */
 #include "rt.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <string.h>
 #include <strings.h>
+
+/* Bytes of @s[0, @n) before the first tab, CR or LF. */
+static size_t strcspn_n(const char *s, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+		i++;
+	return i;
+}
 
 const char *url_clean(const char *s, size_t n, struct sbuf *out, size_t *len)
 {
 	size_t i = 0;
 
-	sbuf_reset(out);
 	while (i < n && (unsigned char)s[i] <= 0x20)
 		i++;
-	for (; i < n; i++)
-		if (s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
-			sbuf_addc(out, s[i]);
+	/* The usual URI has nothing to remove: no copy. */
+	if (i == n ||
+	    (!memchr(s + i, '\t', n - i) && !memchr(s + i, '\n', n - i) &&
+	     !memchr(s + i, '\r', n - i))) {
+		*len = n - i;
+		return s + i;
+	}
+	sbuf_reset(out);
+	while (i < n) {
+		size_t run = strcspn_n(s + i, n - i);
+
+		sbuf_add(out, s + i, run);
+		i += run + 1; /* past the tab or newline */
+	}
 	sbuf_addc(out, 0);
 	*len = out->len ? out->len - 1 : 0;
 	return out->err ? "" : out->p;
 }
 
-static int scheme_char(char c)
+static bool is_alpha(char c)
 {
-	return isalnum((unsigned char)c) || c == '+' || c == '-' || c == '.';
+	return (unsigned char)((c | 0x20) - 'a') < 26;
+}
+
+static bool scheme_char(char c)
+{
+	return is_alpha(c) || (unsigned char)(c - '0') < 10 || c == '+' ||
+	       c == '-' || c == '.';
 }
 
 int url_split(const char *s, size_t n, struct url *u, const char **err)
@@ -46,8 +71,7 @@ int url_split(const char *s, size_t n, struct url *u, const char **err)
 	size_t i = 0;
 
 	memset(u, 0, sizeof(*u));
-	if (colon && colon > s && isalpha((unsigned char)s[0]) &&
-	    !((unsigned char)s[0] & 0x80)) {
+	if (colon && colon > s && is_alpha(s[0])) {
 		size_t k, cl = (size_t)(colon - s);
 
 		for (k = 0; k < cl && scheme_char(s[k]); k++)
@@ -59,17 +83,24 @@ int url_split(const char *s, size_t n, struct url *u, const char **err)
 		}
 	}
 	if (n - i >= 2 && s[i] == '/' && s[i + 1] == '/') {
-		size_t e = i + 2;
-		const char *nl, *hi, *lb, *rb;
-		size_t nn, hn;
+		const char *nl = s + i + 2, *hi = nl, *lb;
+		bool brackets = false; /* a '[' or ']' in the netloc */
+		size_t e, nn, hn;
 
-		while (e < n && s[e] != '/' && s[e] != '?' && s[e] != '#')
-			e++;
-		nl = s + i + 2;
+		/* one pass: where the netloc ends, its last '@', brackets */
+		for (e = i + 2; e < n; e++) {
+			char ch = s[e];
+
+			if (ch == '/' || ch == '?' || ch == '#')
+				break;
+			/* hostinfo: after the last '@' */
+			if (ch == '@')
+				hi = s + e + 1;
+			else if (ch == '[' || ch == ']')
+				brackets = true;
+		}
 		nn = e - (i + 2);
-		lb = memchr(nl, '[', nn);
-		rb = memchr(nl, ']', nn);
-		if ((lb && !rb) || (rb && !lb)) {
+		if (brackets && !memchr(nl, '[', nn) != !memchr(nl, ']', nn)) {
 			if (err)
 				*err = "Invalid IPv6 URL";
 			return -EINVAL;
@@ -77,16 +108,8 @@ int url_split(const char *s, size_t n, struct url *u, const char **err)
 		u->has_netloc = 1;
 		u->netloc = nl;
 		u->netloc_len = nn;
-		/* hostinfo: after the last '@' */
-		hi = nl;
-		hn = nn;
-		for (size_t k = nn; k > 0; k--)
-			if (nl[k - 1] == '@') {
-				hi = nl + k;
-				hn = nn - k;
-				break;
-			}
-		lb = memchr(hi, '[', hn);
+		hn = nn - (size_t)(hi - nl);
+		lb = brackets ? memchr(hi, '[', hn) : NULL;
 		if (lb) {
 			const char *b = lb + 1;
 			size_t bn = hn - (size_t)(b - hi);
