@@ -1253,6 +1253,22 @@ START_TEST(resource_checks_uri_and_protocol)
 	     "'pre_fetch_validated','allowed_size':40}},'state':{"
 	     "'uri_validated':true,'original_uri':'HTTPS://ok.example.com/a'"
 	     "},'metadata':{'validation':'passed'}}");
+	/* keys already in the metadata are overwritten in place (dict.update) */
+	call(&g, RES_PRE,
+	     "{'uri':'https://ok.example.com/a','metadata':{'validated':false,"
+	     "'a':1}}",
+	     "{'request_id':'r1','user':'alice'}", NULL);
+	want_key(&g, "modified_payload",
+		 "{'uri':'https://ok.example.com/a','metadata':{'validated':"
+		 "true,'a':1,'protocol':'https','request_id':'r1','user':"
+		 "'alice','resource_filter_plugin':'pre_fetch_validated',"
+		 "'allowed_size':40}}");
+	/* tabs and newlines are removed before parsing, as Python's urlsplit */
+	call(&g, RES_PRE, "{'uri':'https://ev\\til.com/x'}", NULL, NULL);
+	ck_assert_str_eq(got_str(&g, "violation.code"), "DOMAIN_BLOCKED");
+	call(&g, RES_PRE, "{'uri':'ht\\ntps://ok.example.com/'}", NULL, NULL);
+	ck_assert_str_eq(got_str(&g, "modified_payload.metadata.protocol"),
+			 "https");
 	/* tool_post_invoke: served, passes through */
 	call(&g, TOOL_POST, "{'name':'t','result':'x'}", NULL, NULL);
 	want(&g, "{}");
@@ -1339,6 +1355,14 @@ START_TEST(headers_are_merged_for_matching_uris)
 	call(&g, RES_PRE, "{'uri':'https://API.example.com.:8443/x'}", NULL,
 	     NULL);
 	want(&g, "{'modified_payload':{'uri':'https://API.example.com.:8443/x',"
+		 "'metadata':{'headers':{'X-Api-Key':'k1','X-Env':'prod'}}},"
+		 "'metadata':{'headers_injected':true,'count':2}}");
+	/* headers that are not a map are replaced (the original raised
+	 * TypeError on {**existing, **configured}) */
+	call(&g, RES_PRE,
+	     "{'uri':'https://api.example.com/v1','metadata':{'headers':'x'}}",
+	     NULL, NULL);
+	want(&g, "{'modified_payload':{'uri':'https://api.example.com/v1',"
 		 "'metadata':{'headers':{'X-Api-Key':'k1','X-Env':'prod'}}},"
 		 "'metadata':{'headers_injected':true,'count':2}}");
 	stop(&g);
