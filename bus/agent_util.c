@@ -136,15 +136,24 @@ static msgpack_packer *sink_modify(void *arg)
 	return pbus_call_modify(arg);
 }
 
+int pbus_call_rewrite_view(struct pbus_call *c, struct pbus_mp pl,
+			   const char *pattern, pbus_mp_rewrite_fn *fn,
+			   void *arg)
+{
+	if (!pl.len)
+		return 0; /* no payload: nothing to rewrite */
+	return pbus_mp_rewrite_lazy(pl, pattern, fn, arg, sink_modify, c);
+}
+
 int pbus_call_rewrite(struct pbus_call *c, const char *pattern,
 		      pbus_mp_rewrite_fn *fn, void *arg)
 {
 	struct pbus_mp pl;
 	int ret = pbus_call_payload_view(c, &pl);
 
-	if (ret)
-		return ret == -ENOENT ? 0 : ret;
-	return pbus_mp_rewrite_lazy(pl, pattern, fn, arg, sink_modify, c);
+	if (ret && ret != -ENOENT)
+		return ret;
+	return pbus_call_rewrite_view(c, pl, pattern, fn, arg);
 }
 
 struct repl {
@@ -175,6 +184,13 @@ int pbus_call_replace_str(struct pbus_call *c, const char *path, const char *s,
 	return pbus_call_rewrite(c, path, replace_one, &r);
 }
 
+/* Refuse a payload that is not a map (nil and none are empty maps) before
+ * pbus_call_modify() starts an answer that could not be finished. */
+static bool settable(struct pbus_mp pl)
+{
+	return !pl.len || pbus_mp_type(pl) == PBUS_MP_MAP || pbus_mp_is_nil(pl);
+}
+
 int pbus_call_modify_set(struct pbus_call *c, const char *key,
 			 struct pbus_mp val)
 {
@@ -183,11 +199,19 @@ int pbus_call_modify_set(struct pbus_call *c, const char *key,
 
 	if (ret && ret != -ENOENT)
 		return ret;
-	if (pl.len && pbus_mp_type(pl) != PBUS_MP_MAP && !pbus_mp_is_nil(pl))
+	if (!settable(pl) || !key)
 		return -EINVAL;
 	if (pbus_mp_type(val) == PBUS_MP_INVALID)
 		return -EBADMSG;
 	return pbus_mp_set(pl, key, val, pbus_call_modify(c));
+}
+
+int pbus_call_modify_set_fn(struct pbus_call *c, struct pbus_mp pl,
+			    const char *key, pbus_mp_value_fn *fn, void *arg)
+{
+	if (!settable(pl) || !key || !fn)
+		return -EINVAL;
+	return pbus_mp_set_fn(pl, key, fn, arg, pbus_call_modify(c));
 }
 
 /* ---------------------------------------------------------------- answering */
@@ -376,6 +400,17 @@ int pbus_mbuf_view(const struct pbus_mbuf *b, struct pbus_mp *out)
 	if (b->err)
 		return b->err;
 	return pbus_mp_open(b->p, b->len, out);
+}
+
+int pbus_mbuf_bytes(const struct pbus_mbuf *b, struct pbus_mp *out)
+{
+	if (b->err)
+		return b->err;
+	if (!b->len)
+		return -EBADMSG;
+	out->p = b->p;
+	out->len = b->len;
+	return 0;
 }
 
 void pbus_mbuf_fini(struct pbus_mbuf *b)

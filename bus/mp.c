@@ -4,8 +4,8 @@
  * paths and iteration over msgpack held in memory we may only read.
  *
  * Invariants: every byte read is inside the view passed in, whatever the
- * view claims (lengths go through pbus__mp_head(), which checks them before
- * use); nothing allocates; nothing recurses (pbus__mp_skip() walks a tree
+ * view claims (lengths go through pbus__mp_head() or pbus__mp_quick(), which
+ * check them before use); nothing allocates; nothing recurses (pbus__mp_skip() walks a tree
  * with a fixed stack of PBUS_MP_MAX_DEPTH counters). Each walk is linear in
  * the bytes it covers, since every object consumes at least one byte.
  * No shared state: every function is reentrant.
@@ -13,9 +13,135 @@
 #include "pbus/mp.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "mp_internal.h"
+
+/* clang-format off */
+const uint8_t pbus__mp_qsize[256] = {
+	[0x00 ... 0x7f] = 1,				/* positive fixint */
+	[0xa0] = 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+	17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, /* fixstr */
+	[0xc0] = 1,					/* nil */
+	[0xc2] = 1, 1,					/* false, true */
+	[0xe0 ... 0xff] = 1,				/* negative fixint */
+};
+/* clang-format on */
+
+/* The general decoder: any tag, though pbus__mp_head() sends it only the
+ * tags 0xc0..0xdf. */
+int pbus__mp_head_tagged(const uint8_t *p, size_t avail,
+			 struct pbus__mp_head *h)
+{
+	size_t hl = 1, body = 0;
+	uint32_t n = 0;
+	uint8_t t, type;
+
+	if (!avail)
+		return -EBADMSG;
+	t = p[0];
+	if (t <= 0x7f || t >= 0xe0) {
+		type = PBUS_MP_INT;
+	} else if (t <= 0x8f) {
+		type = PBUS_MP_MAP;
+		n = t & 0x0f;
+	} else if (t <= 0x9f) {
+		type = PBUS_MP_ARRAY;
+		n = t & 0x0f;
+	} else if (t <= 0xbf) {
+		type = PBUS_MP_STR;
+		body = t & 0x1f;
+	} else {
+		/* 0xc0..0xdf: the head length depends on the tag alone */
+		static const uint8_t hlens[32] = {
+		    1, 0, 1, 1, 2, 3, 5, 3, /* c0 nil .. c7 ext8 */
+		    4, 6, 1, 1, 1, 1, 1, 1, /* c8 ext16 .. cf uint64 */
+		    1, 1, 1, 1, 2, 2, 2, 2, /* d0 int8 .. d7 fixext8 */
+		    2, 2, 3, 5, 3, 5, 3, 5, /* d8 fixext16 .. df map32 */
+		};
+
+		hl = hlens[t - 0xc0];
+		if (!hl || avail < hl)
+			return -EBADMSG;
+		switch (t) {
+		case 0xc0:
+			type = PBUS_MP_NIL;
+			break;
+		case 0xc2:
+		case 0xc3:
+			type = PBUS_MP_BOOL;
+			break;
+		case 0xc4:
+		case 0xc5:
+		case 0xc6:
+			type = PBUS_MP_BIN;
+			body = pbus__mp_len(p + 1, hl - 1);
+			break;
+		case 0xc7:
+		case 0xc8:
+		case 0xc9:
+			type = PBUS_MP_EXT; /* length, then the type byte */
+			body = pbus__mp_len(p + 1, hl - 2);
+			break;
+		case 0xca:
+		case 0xcb:
+			type = PBUS_MP_FLOAT;
+			body = t == 0xca ? 4 : 8;
+			break;
+		case 0xcc:
+		case 0xcd:
+		case 0xce:
+		case 0xcf:
+			type = PBUS_MP_INT;
+			body = (size_t)1 << (t - 0xcc);
+			break;
+		case 0xd0:
+		case 0xd1:
+		case 0xd2:
+		case 0xd3:
+			type = PBUS_MP_INT;
+			body = (size_t)1 << (t - 0xd0);
+			break;
+		case 0xd4:
+		case 0xd5:
+		case 0xd6:
+		case 0xd7:
+		case 0xd8:
+			type = PBUS_MP_EXT;
+			body = (size_t)1 << (t - 0xd4);
+			break;
+		case 0xd9:
+		case 0xda:
+		case 0xdb:
+			type = PBUS_MP_STR;
+			body = pbus__mp_len(p + 1, hl - 1);
+			break;
+		case 0xdc:
+		case 0xdd:
+			type = PBUS_MP_ARRAY;
+			n = (uint32_t)pbus__mp_len(p + 1, hl - 1);
+			break;
+		default: /* 0xde, 0xdf */
+			type = PBUS_MP_MAP;
+			n = (uint32_t)pbus__mp_len(p + 1, hl - 1);
+			break;
+		}
+	}
+	if (body > avail - hl)
+		return -EBADMSG;
+	h->type = type;
+	h->hlen = (uint8_t)hl;
+	h->self = hl + body;
+	h->count = n;
+	h->nchild = type == PBUS_MP_MAP ? 2 * (uint64_t)n : n;
+	if (h->nchild > avail - h->self)
+		return -EBADMSG;
+	/* uint64 above INT64_MAX is the one type decided by the value */
+	if (t == 0xcf && pbus__be64(p + 1) > (uint64_t)INT64_MAX)
+		h->type = PBUS_MP_UINT;
+	return 0;
+}
 
 int pbus__mp_walk(const uint8_t *p, size_t avail, unsigned maxdepth,
 		  size_t *len)
@@ -23,19 +149,46 @@ int pbus__mp_walk(const uint8_t *p, size_t avail, unsigned maxdepth,
 	uint64_t left[PBUS_MP_MAX_DEPTH]; /* children still due, per level */
 	unsigned depth = 0;		  /* containers open around p + off */
 	struct pbus__mp_head h;
-	size_t off = 0;
+	size_t off = 0, n;
+	uint64_t nchild;
+	bool container;
+	int quick;
+	uint8_t t;
 
 	if (!p || !avail)
 		return -EBADMSG;
 	for (;;) {
-		if (pbus__mp_head(p + off, avail - off, &h))
+		if (off == avail)
 			return -EBADMSG;
-		off += h.self;
-		if (pbus__mp_is_container(&h)) {
+		/* Most objects are scalars sized by their first bytes, fixmaps
+		 * or fixarrays: those are decoded here, with the checks
+		 * pbus__mp_head() makes, which decodes the rest. */
+		t = p[off];
+		quick = pbus__mp_quick(p + off, avail - off, &n);
+		if (quick < 0)
+			return -EBADMSG;
+		if (quick) {
+			off += n;
+			nchild = 0;
+			container = false;
+		} else if (t >= 0x80 && t <= 0x9f) {
+			off++;
+			nchild = (uint64_t)(t & 0x0f) << (t <= 0x8f);
+			if (nchild > avail - off)
+				return -EBADMSG;
+			container = true;
+		} else {
+			if (pbus__mp_head(p + off, avail - off, &h))
+				return -EBADMSG;
+			off += h.self;
+			nchild = h.nchild;
+			container = pbus__mp_is_container(&h);
+		}
+		if (container) {
 			if (depth >= maxdepth || depth == PBUS_MP_MAX_DEPTH)
 				return -EBADMSG;
-			if (h.nchild) {
-				left[depth++] = h.nchild;
+			if (nchild) {
+				left[depth++] = nchild;
 				continue;
 			}
 		}
@@ -47,20 +200,6 @@ int pbus__mp_walk(const uint8_t *p, size_t avail, unsigned maxdepth,
 	}
 	*len = off;
 	return 0;
-}
-
-bool pbus__mp_key_eq(struct pbus_mp a, struct pbus_mp b)
-{
-	struct pbus__mp_head ha, hb;
-
-	if (pbus__mp_head(a.p, a.len, &ha) || pbus__mp_head(b.p, b.len, &hb))
-		return false;
-	if (ha.type == PBUS_MP_STR)
-		return pbus__mp_key_is(b, (const char *)a.p + ha.hlen,
-				       ha.self - ha.hlen);
-	if (hb.type == PBUS_MP_STR)
-		return false;
-	return a.len == b.len && !memcmp(a.p, b.p, a.len);
 }
 
 /* ------------------------------------------------------------ parsing */
@@ -406,7 +545,8 @@ static int find_key(struct pbus_mp map, const char *key, size_t klen,
 {
 	struct pbus__mp_head h;
 	const uint8_t *q, *end;
-	struct pbus_mp k;
+	bool match;
+	uint8_t hl;
 	size_t n;
 	int ret;
 
@@ -418,11 +558,11 @@ static int find_key(struct pbus_mp map, const char *key, size_t klen,
 	q = map.p + h.self;
 	end = map.p + map.len;
 	for (uint32_t i = 0; i < h.count; i++) {
-		k.p = q;
-		if (pbus__mp_skip(q, (size_t)(end - q), &k.len))
+		if (pbus__mp_key(q, end, PBUS_MP_MAX_DEPTH, &n, &hl))
 			return -EBADMSG;
-		q += k.len;
-		if (pbus__mp_key_is(k, key, klen))
+		match = pbus__mp_key_is_str(q, n, hl, key, klen);
+		q += n;
+		if (match)
 			return found(q, end, exact, val);
 		if (pbus__mp_skip(q, (size_t)(end - q), &n))
 			return -EBADMSG;
@@ -465,6 +605,71 @@ int pbus_mp_get(struct pbus_mp map, const char *key, struct pbus_mp *val)
 	if (!key)
 		return -EINVAL;
 	return find_key(map, key, strlen(key), true, val);
+}
+
+/* Keys pbus_mp_get_keys() looks for in one pass over the map. */
+#define GET_KEYS_BATCH 16
+
+/*
+ * One pass over the pairs of @map (head @h) for keys[0, @n), @n <=
+ * GET_KEYS_BATCH, whose vals[] are empty: the number found, or -EBADMSG.
+ * It ends as soon as every key is found, as pbus_mp_get() would for each.
+ */
+static int get_batch(struct pbus_mp map, const struct pbus__mp_head *h,
+		     const char *const *keys, struct pbus_mp *vals, size_t n)
+{
+	const uint8_t *q = map.p + h->self, *end = map.p + map.len;
+	size_t kn[GET_KEYS_BATCH], left = n;
+	struct pbus__mp_pair e;
+
+	for (size_t j = 0; j < n; j++)
+		kn[j] = strlen(keys[j]);
+	for (uint32_t i = 0; i < h->count && left; i++, q = e.end) {
+		if (pbus__mp_pair(q, end, PBUS_MP_MAX_DEPTH, &e))
+			return -EBADMSG;
+		if (!e.hl)
+			continue; /* only string keys match */
+		/* no break: @keys may name the same key twice */
+		for (size_t j = 0; j < n; j++) {
+			if (vals[j].p ||
+			    !pbus__mp_pair_key_is(&e, keys[j], kn[j]))
+				continue;
+			vals[j].p = e.v;
+			vals[j].len = (size_t)(e.end - e.v);
+			left--;
+		}
+	}
+	return (int)(n - left);
+}
+
+int pbus_mp_get_keys(struct pbus_mp map, const char *const *keys,
+		     struct pbus_mp *vals, size_t n)
+{
+	struct pbus__mp_head h;
+	int ret, got, found = 0;
+
+	if (n > INT_MAX || (n && (!keys || !vals)))
+		return -EINVAL;
+	for (size_t j = 0; j < n; j++)
+		vals[j] = (struct pbus_mp){NULL, 0};
+	for (size_t j = 0; j < n; j++)
+		if (!keys[j])
+			return -EINVAL;
+	ret = container(map, PBUS_MP_MAP, &h);
+	for (size_t j = 0; !ret && j < n; j += GET_KEYS_BATCH) {
+		got = get_batch(map, &h, keys + j, vals + j,
+				n - j < GET_KEYS_BATCH ? n - j
+						       : GET_KEYS_BATCH);
+		if (got < 0)
+			ret = got;
+		else
+			found += got;
+	}
+	if (!ret)
+		return found;
+	for (size_t j = 0; j < n; j++) /* all or nothing */
+		vals[j] = (struct pbus_mp){NULL, 0};
+	return ret;
 }
 
 int pbus_mp_index(struct pbus_mp array, size_t i, struct pbus_mp *val)

@@ -1,14 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Private to bus/mp.c and bus/mp_rewrite.c: the msgpack head decoder every
- * reader and writer goes through, and the bounded tree walker.
+ * reader and writer goes through, the bounded tree walker, and the map pair
+ * reader that set, merge and the multi-key lookup share.
  *
- * pbus__mp_head() is the only place that reads a length from untrusted
- * bytes. It checks the head against @avail before reading a length field,
+ * pbus__mp_head() and its shortcut for the commonest scalars,
+ * pbus__mp_quick(), are the only places that read a length from untrusted
+ * bytes. They check the head against @avail before reading a length field,
  * then the body against what is left, then (for containers) the element
  * count against what is left (every element needs at least one byte), so a
  * map32 claiming 4 billion pairs in ten bytes fails at once. All arithmetic
  * is a subtraction from a checked size: a 32-bit length cannot wrap size_t.
+ * The hot paths (walking a document, reading a map's pairs) decode the
+ * common forms inline and give the rest to one general decoder, with the
+ * same verdict for every input.
  */
 #ifndef PBUS_MP_INTERNAL_H
 #define PBUS_MP_INTERNAL_H
@@ -65,117 +70,84 @@ static inline size_t pbus__mp_len(const uint8_t *p, size_t w)
  * Decode the head of the object at @p[0, @avail). 0 and *h, or -EBADMSG if
  * the tag is 0xc1, or the head, the body or the element count does not fit
  * in @avail. Reads at most 9 bytes, all within @avail.
+ *
+ * The fix forms (fixint, fixmap, fixarray, fixstr: most objects) are
+ * decoded inline; the tags 0xc0..0xdf, whose heads vary, out of line.
  */
+int pbus__mp_head_tagged(const uint8_t *p, size_t avail,
+			 struct pbus__mp_head *h);
+
 static inline int pbus__mp_head(const uint8_t *p, size_t avail,
 				struct pbus__mp_head *h)
 {
-	size_t hl = 1, body = 0;
-	uint32_t n = 0;
-	uint8_t t, type;
+	uint8_t t;
 
 	if (!avail)
 		return -EBADMSG;
 	t = p[0];
+	if (t >= 0xc0 && t <= 0xdf)
+		return pbus__mp_head_tagged(p, avail, h);
+	h->hlen = 1;
+	h->self = 1;
+	h->count = 0;
+	h->nchild = 0;
 	if (t <= 0x7f || t >= 0xe0) {
-		type = PBUS_MP_INT;
-	} else if (t <= 0x8f) {
-		type = PBUS_MP_MAP;
-		n = t & 0x0f;
-	} else if (t <= 0x9f) {
-		type = PBUS_MP_ARRAY;
-		n = t & 0x0f;
-	} else if (t <= 0xbf) {
-		type = PBUS_MP_STR;
-		body = t & 0x1f;
-	} else {
-		/* 0xc0..0xdf: the head length depends on the tag alone */
-		static const uint8_t hlens[32] = {
-		    1, 0, 1, 1, 2, 3, 5, 3, /* c0 nil .. c7 ext8 */
-		    4, 6, 1, 1, 1, 1, 1, 1, /* c8 ext16 .. cf uint64 */
-		    1, 1, 1, 1, 2, 2, 2, 2, /* d0 int8 .. d7 fixext8 */
-		    2, 2, 3, 5, 3, 5, 3, 5, /* d8 fixext16 .. df map32 */
-		};
-
-		hl = hlens[t - 0xc0];
-		if (!hl || avail < hl)
+		h->type = PBUS_MP_INT;
+	} else if (t >= 0xa0) {
+		h->type = PBUS_MP_STR;
+		h->self += t & 0x1fu;
+		if (h->self > avail)
 			return -EBADMSG;
-		switch (t) {
-		case 0xc0:
-			type = PBUS_MP_NIL;
-			break;
-		case 0xc2:
-		case 0xc3:
-			type = PBUS_MP_BOOL;
-			break;
-		case 0xc4:
-		case 0xc5:
-		case 0xc6:
-			type = PBUS_MP_BIN;
-			body = pbus__mp_len(p + 1, hl - 1);
-			break;
-		case 0xc7:
-		case 0xc8:
-		case 0xc9:
-			type = PBUS_MP_EXT; /* length, then the type byte */
-			body = pbus__mp_len(p + 1, hl - 2);
-			break;
-		case 0xca:
-		case 0xcb:
-			type = PBUS_MP_FLOAT;
-			body = t == 0xca ? 4 : 8;
-			break;
-		case 0xcc:
-		case 0xcd:
-		case 0xce:
-		case 0xcf:
-			type = PBUS_MP_INT;
-			body = (size_t)1 << (t - 0xcc);
-			break;
-		case 0xd0:
-		case 0xd1:
-		case 0xd2:
-		case 0xd3:
-			type = PBUS_MP_INT;
-			body = (size_t)1 << (t - 0xd0);
-			break;
-		case 0xd4:
-		case 0xd5:
-		case 0xd6:
-		case 0xd7:
-		case 0xd8:
-			type = PBUS_MP_EXT;
-			body = (size_t)1 << (t - 0xd4);
-			break;
-		case 0xd9:
-		case 0xda:
-		case 0xdb:
-			type = PBUS_MP_STR;
-			body = pbus__mp_len(p + 1, hl - 1);
-			break;
-		case 0xdc:
-		case 0xdd:
-			type = PBUS_MP_ARRAY;
-			n = (uint32_t)pbus__mp_len(p + 1, hl - 1);
-			break;
-		default: /* 0xde, 0xdf */
-			type = PBUS_MP_MAP;
-			n = (uint32_t)pbus__mp_len(p + 1, hl - 1);
-			break;
-		}
+	} else {
+		h->type = t <= 0x8f ? PBUS_MP_MAP : PBUS_MP_ARRAY;
+		h->count = t & 0x0fu;
+		h->nchild = (uint64_t)h->count << (t <= 0x8f);
+		if (h->nchild > avail - 1)
+			return -EBADMSG;
 	}
-	if (body > avail - hl)
-		return -EBADMSG;
-	h->type = type;
-	h->hlen = (uint8_t)hl;
-	h->self = hl + body;
-	h->count = n;
-	h->nchild = type == PBUS_MP_MAP ? 2 * (uint64_t)n : n;
-	if (h->nchild > avail - h->self)
-		return -EBADMSG;
-	/* uint64 above INT64_MAX is the one type decided by the value */
-	if (t == 0xcf && pbus__be64(p + 1) > (uint64_t)INT64_MAX)
-		h->type = PBUS_MP_UINT;
 	return 0;
+}
+
+/* A string's head length from its tag: 1, 2, 3 or 5; 0 if not a string. */
+static inline uint8_t pbus__mp_str_hlen(uint8_t t)
+{
+	if ((t & 0xe0) == 0xa0)
+		return 1;
+	return t >= 0xd9 && t <= 0xdb ? (uint8_t)(1 + (1u << (t - 0xd9))) : 0;
+}
+
+/* The size of the objects sized by their tag alone (fixint, nil, bool,
+ * fixstr), 0 for every other tag. */
+extern const uint8_t pbus__mp_qsize[256];
+
+/*
+ * Size the object at @p[0, @avail), @avail > 0, from its head alone if it
+ * is of the commonest kinds, which have no children: a fixint, nil, a bool
+ * or a string. Returns 1 and *len, 0 for any other object (decode it with
+ * pbus__mp_head()), or -EBADMSG if it does not fit: pbus__mp_head()'s
+ * verdict, at a fraction of its cost, for the loops that size every object.
+ */
+static inline int pbus__mp_quick(const uint8_t *p, size_t avail, size_t *len)
+{
+	uint8_t t = p[0], hl;
+	size_t n = pbus__mp_qsize[t];
+
+	if (n) {
+		if (n > avail)
+			return -EBADMSG;
+		*len = n;
+		return 1;
+	}
+	if (t < 0xd9 || t > 0xdb) /* str8, str16, str32 */
+		return 0;
+	hl = (uint8_t)(1 + (1u << (t - 0xd9)));
+	if (hl > avail)
+		return -EBADMSG;
+	n = pbus__mp_len(p + 1, hl - 1u);
+	if (n > avail - hl)
+		return -EBADMSG;
+	*len = hl + n;
+	return 1;
 }
 
 static inline bool pbus__mp_is_container(const struct pbus__mp_head *h)
@@ -197,8 +169,14 @@ static inline int pbus__mp_skip_d(const uint8_t *p, size_t avail,
 				  unsigned maxdepth, size_t *len)
 {
 	struct pbus__mp_head h;
+	int quick;
 
-	if (!p || pbus__mp_head(p, avail, &h))
+	if (!p || !avail)
+		return -EBADMSG;
+	quick = pbus__mp_quick(p, avail, len);
+	if (quick)
+		return quick < 0 ? quick : 0;
+	if (pbus__mp_head(p, avail, &h))
 		return -EBADMSG;
 	if (!pbus__mp_is_container(&h) || (!h.nchild && maxdepth)) {
 		*len = h.self;
@@ -213,18 +191,72 @@ static inline int pbus__mp_skip(const uint8_t *p, size_t avail, size_t *len)
 	return pbus__mp_skip_d(p, avail, PBUS_MP_MAX_DEPTH, len);
 }
 
-/* Key equality: strings by content, anything else by encoded bytes. Both
- * views must be exact (as returned by pbus__mp_skip()). */
-bool pbus__mp_key_eq(struct pbus_mp a, struct pbus_mp b);
+/*
+ * One key/value pair of a map, its key decoded once. Keys compare as the
+ * lookups and writers promise (pbus/mp.h): a string key by its body
+ * [k + hl, v), whatever its head's width, any other key by its encoded
+ * bytes [k, v). hl == 0 marks a key that is not a string: no string head is
+ * empty.
+ */
+struct pbus__mp_pair {
+	const uint8_t *k, *v, *end; /* key, value, end of the pair */
+	uint8_t hl;		    /* a string key's head length, or 0 */
+};
 
-/* True if key view @k (exact) is a string equal to @s[0, @n). */
-static inline bool pbus__mp_key_is(struct pbus_mp k, const char *s, size_t n)
+/*
+ * Read the map key at @q[0, @end - @q), with at most @maxdepth containers
+ * nested in it: 0 with its length in *len and *hl (a string's head length,
+ * 0 for any other key), or -EBADMSG. A string key is sized by its head
+ * alone, as pbus__mp_skip_d() would size it.
+ */
+static inline int pbus__mp_key(const uint8_t *q, const uint8_t *end,
+			       unsigned maxdepth, size_t *len, uint8_t *hl)
 {
-	struct pbus__mp_head h;
+	int quick;
 
-	if (pbus__mp_head(k.p, k.len, &h) || h.type != PBUS_MP_STR)
-		return false;
-	return h.self - h.hlen == n && (!n || !memcmp(k.p + h.hlen, s, n));
+	if (q == end)
+		return -EBADMSG;
+	quick = pbus__mp_quick(q, (size_t)(end - q), len);
+	if (quick < 0)
+		return -EBADMSG;
+	/* every string is quick: what is not, is not a string */
+	*hl = quick ? pbus__mp_str_hlen(*q) : 0;
+	return quick ? 0 : pbus__mp_skip_d(q, (size_t)(end - q), maxdepth, len);
+}
+
+/*
+ * Read the pair at @q[0, @end - @q): 0 and *e, or -EBADMSG if the key or
+ * the value is malformed, truncated or has more than @maxdepth containers
+ * nested in it. Validates exactly what two pbus__mp_skip_d() calls would.
+ */
+static inline int pbus__mp_pair(const uint8_t *q, const uint8_t *end,
+				unsigned maxdepth, struct pbus__mp_pair *e)
+{
+	size_t n;
+
+	if (pbus__mp_key(q, end, maxdepth, &n, &e->hl))
+		return -EBADMSG;
+	e->k = q;
+	e->v = q + n;
+	if (pbus__mp_skip_d(e->v, (size_t)(end - e->v), maxdepth, &n))
+		return -EBADMSG;
+	e->end = e->v + n;
+	return 0;
+}
+
+/* True if the key @k[0, @len) read by pbus__mp_key() (head length @hl) is
+ * the string @s[0, @n). */
+static inline bool pbus__mp_key_is_str(const uint8_t *k, size_t len, uint8_t hl,
+				       const char *s, size_t n)
+{
+	return hl && len - hl == n && (!n || !memcmp(k + hl, s, n));
+}
+
+/* True if the key of pair @e is the string @s[0, @n). */
+static inline bool pbus__mp_pair_key_is(const struct pbus__mp_pair *e,
+					const char *s, size_t n)
+{
+	return pbus__mp_key_is_str(e->k, (size_t)(e->v - e->k), e->hl, s, n);
 }
 
 #endif /* PBUS_MP_INTERNAL_H */

@@ -39,15 +39,36 @@ int pbus_mp_copy(msgpack_packer *pk, struct pbus_mp v)
 	return wr(pk, v.p, v.len);
 }
 
+/* Strings up to this long are packed in one write, head and body. */
+#define SHORT_STR 62
+
 int pbus_mp_pack_strn(msgpack_packer *pk, const char *s, size_t n)
 {
+	uint8_t b[2 + SHORT_STR];
+	size_t hl;
+
 	if (!s)
 		return msgpack_pack_nil(pk) ? -ENOBUFS : 0;
 	if (n > UINT32_MAX)
 		return -EMSGSIZE;
-	if (msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n))
-		return -ENOBUFS;
-	return 0;
+	if (n > SHORT_STR) {
+		if (msgpack_pack_str(pk, n) || msgpack_pack_str_body(pk, s, n))
+			return -ENOBUFS;
+		return 0;
+	}
+	/* the head msgpack_pack_str() writes: fixstr below 32, else str8;
+	 * most keys and short values, so one write instead of two */
+	if (n < 32) {
+		b[0] = (uint8_t)(0xa0 | n);
+		hl = 1;
+	} else {
+		b[0] = 0xd9;
+		b[1] = (uint8_t)n;
+		hl = 2;
+	}
+	if (n)
+		memcpy(b + hl, s, n);
+	return wr(pk, b, hl + n);
 }
 
 int pbus_mp_pack_cstr(msgpack_packer *pk, const char *s)
@@ -460,29 +481,46 @@ static int map_head(struct pbus_mp *m, struct pbus__mp_head *h)
  * pbus_mp_open() accepts. */
 #define ENTRY_DEPTH (PBUS_MP_MAX_DEPTH - 1)
 
-/* Skip one key/value pair at *q: the key view, and *q moved past it. */
-static int pair(const uint8_t **q, const uint8_t *end, struct pbus_mp *k)
-{
-	size_t n;
+/* Occurrences of the key that set() remembers while it validates, so that
+ * writing need not walk the map again: a key is rarely repeated. */
+#define SET_HITS 4
 
-	k->p = *q;
-	if (pbus__mp_skip_d(*q, (size_t)(end - *q), ENTRY_DEPTH, &k->len))
-		return -EBADMSG;
-	*q += k->len;
-	if (pbus__mp_skip_d(*q, (size_t)(end - *q), ENTRY_DEPTH, &n))
-		return -EBADMSG;
-	*q += n;
-	return 0;
+/* The new value set() writes: a validated view, or @fn's output. */
+struct set_val {
+	struct pbus_mp v;
+	pbus_mp_value_fn *fn; /* NULL: write @v */
+	void *arg;
+};
+
+static int set_val_write(const struct set_val *sv, msgpack_packer *pk)
+{
+	int ret;
+
+	if (!sv->fn)
+		return wr(pk, sv->v.p, sv->v.len);
+	ret = sv->fn(sv->arg, pk);
+	return ret > 0 ? -EINVAL : ret; /* @fn broke its contract */
 }
 
-int pbus_mp_setn(struct pbus_mp map, const char *key, size_t klen,
-		 struct pbus_mp val, msgpack_packer *pk)
+/* The next pair after @q with key @key[0, @klen); there is one, and the
+ * map was validated. */
+static void next_hit(const uint8_t *q, const uint8_t *end, const char *key,
+		     size_t klen, struct pbus__mp_pair *e)
 {
+	do {
+		pbus__mp_pair(q, end, ENTRY_DEPTH, e);
+		q = e->end;
+	} while (!pbus__mp_pair_key_is(e, key, klen));
+}
+
+/* pbus_mp_setn() and pbus_mp_set_fn(). */
+static int set(struct pbus_mp map, const char *key, size_t klen,
+	       const struct set_val *sv, msgpack_packer *pk)
+{
+	struct pbus__mp_pair hit[SET_HITS], e;
 	struct pbus__mp_head h;
-	const uint8_t *q, *e, *end, *pending;
-	struct pbus_mp k;
+	const uint8_t *q, *end, *pending;
 	uint32_t hits = 0;
-	bool first = true;
 	size_t n;
 	int ret;
 
@@ -491,50 +529,62 @@ int pbus_mp_setn(struct pbus_mp map, const char *key, size_t klen,
 	ret = map_head(&map, &h);
 	if (ret)
 		return ret;
-	if (!val.p || !val.len ||
-	    pbus__mp_skip_d(val.p, val.len, ENTRY_DEPTH, &n) || n != val.len)
+	if (!sv->fn && (!sv->v.p || !sv->v.len ||
+			pbus__mp_skip_d(sv->v.p, sv->v.len, ENTRY_DEPTH, &n) ||
+			n != sv->v.len))
 		return -EBADMSG;
-	/* pass 1: validate, count the key's occurrences */
+	/* pass 1: validate, find the key's occurrences */
 	end = map.p + map.len;
 	q = map.p + h.self;
-	for (uint32_t i = 0; i < h.count; i++) {
-		if (pair(&q, end, &k))
+	for (uint32_t i = 0; i < h.count; i++, q = e.end) {
+		if (pbus__mp_pair(q, end, ENTRY_DEPTH, &e))
 			return -EBADMSG;
-		hits += pbus__mp_key_is(k, key, klen);
+		if (!pbus__mp_pair_key_is(&e, key, klen))
+			continue;
+		if (hits < SET_HITS)
+			hit[hits] = e;
+		hits++;
 	}
 	if (q != end)
 		return -EBADMSG;
 	if (!hits && h.count == UINT32_MAX)
 		return -E2BIG;
-	/* pass 2: write, dropping every occurrence after the first */
+	/* pass 2: write, the first occurrence with its key bytes and the new
+	 * value, dropping every later one */
 	if (msgpack_pack_map(pk, h.count - hits + 1))
 		return -ENOBUFS;
-	pending = q = map.p + h.self;
-	for (uint32_t i = 0; i < h.count; i++) {
-		e = q;
-		pair(&q, end, &k);
-		if (!pbus__mp_key_is(k, key, klen))
-			continue;
-		if (first) {
-			/* keep the key's bytes, then the new value */
-			ret = wr(pk, pending, (size_t)(e - pending) + k.len);
+	pending = map.p + h.self;
+	for (uint32_t i = 0; i < hits; i++) {
+		if (i < SET_HITS)
+			e = hit[i];
+		else
+			next_hit(e.end, end, key, klen, &e);
+		if (!i) {
+			ret = wr(pk, pending, (size_t)(e.v - pending));
 			if (!ret)
-				ret = wr(pk, val.p, val.len);
-			first = false;
+				ret = set_val_write(sv, pk);
 		} else {
-			ret = wr(pk, pending, (size_t)(e - pending));
+			ret = wr(pk, pending, (size_t)(e.k - pending));
 		}
 		if (ret)
 			return ret;
-		pending = q;
+		pending = e.end;
 	}
 	ret = wr(pk, pending, (size_t)(end - pending));
 	if (!ret && !hits) {
 		ret = pbus_mp_pack_strn(pk, key ? key : "", klen);
 		if (!ret)
-			ret = wr(pk, val.p, val.len);
+			ret = set_val_write(sv, pk);
 	}
 	return ret;
+}
+
+int pbus_mp_setn(struct pbus_mp map, const char *key, size_t klen,
+		 struct pbus_mp val, msgpack_packer *pk)
+{
+	struct set_val sv = {.v = val};
+
+	return set(map, key, klen, &sv, pk);
 }
 
 int pbus_mp_set(struct pbus_mp map, const char *key, struct pbus_mp val,
@@ -545,20 +595,64 @@ int pbus_mp_set(struct pbus_mp map, const char *key, struct pbus_mp val,
 	return pbus_mp_setn(map, key, strlen(key), val, pk);
 }
 
-/* A map's pairs: pair i starts at e[i].k, its value at e[i].v; e[n].k is
- * the map's end. */
+int pbus_mp_set_fn(struct pbus_mp map, const char *key, pbus_mp_value_fn *fn,
+		   void *arg, msgpack_packer *pk)
+{
+	struct set_val sv = {.fn = fn, .arg = arg};
+
+	if (!key || !fn)
+		return -EINVAL;
+	return set(map, key, strlen(key), &sv, pk);
+}
+
+/*
+ * A map's pairs for merge: pair i is [k[i], k[i + 1]), its value starts at
+ * v[i], and its key was decoded once, when loaded: hl[i] as in struct
+ * pbus__mp_pair, and tag[i] a fingerprint of the decoded key, so that most
+ * comparisons of unequal keys are one integer compare. k[n] is the map's
+ * end. Parallel arrays keep the table small: 12 KiB for PBUS_MP_MERGE_MAX
+ * pairs.
+ */
 struct ents {
 	uint32_t n;
-	struct {
-		const uint8_t *k, *v;
-	} e[PBUS_MP_MERGE_MAX + 1];
+	const uint8_t *k[PBUS_MP_MERGE_MAX + 1];
+	const uint8_t *v[PBUS_MP_MERGE_MAX];
+	uint32_t tag[PBUS_MP_MERGE_MAX];
+	uint8_t hl[PBUS_MP_MERGE_MAX];
+	int16_t fate[PBUS_MP_MERGE_MAX]; /* DROP, KEEP, or an @over pair */
 };
+
+/* What pbus_mp_merge() does with a pair: drop it (its key came earlier in
+ * its map, or, for an @over pair, @base has it), write it as it is, or
+ * (fate >= 0, base pairs only) write its key with @over's pair fate's value. */
+enum { DROP = -2, KEEP = -1 };
+
+/* The key of pair @i: its body (a string's) or bytes, and their length. */
+static inline const uint8_t *ent_key(const struct ents *t, uint32_t i,
+				     size_t *n)
+{
+	*n = (size_t)(t->v[i] - t->k[i]) - t->hl[i];
+	return t->k[i] + t->hl[i];
+}
+
+/* Equal keys have equal tags: the tag depends on the key's kind, length and
+ * end bytes only, where unequal keys of one map most often differ. */
+static inline uint32_t key_tag(const struct pbus__mp_pair *e)
+{
+	size_t n = (size_t)(e->v - e->k) - e->hl;
+	const uint8_t *b = e->k + e->hl;
+	uint32_t tag = (uint32_t)n << 1 | (e->hl != 0);
+
+	if (n)
+		tag ^= (uint32_t)b[0] << 24 ^ (uint32_t)b[n - 1] << 16;
+	return tag;
+}
 
 static int ents_load(struct pbus_mp m, struct ents *t)
 {
 	struct pbus__mp_head h;
+	struct pbus__mp_pair e;
 	const uint8_t *q, *end;
-	size_t n;
 	int ret;
 
 	ret = map_head(&m, &h);
@@ -568,35 +662,38 @@ static int ents_load(struct pbus_mp m, struct ents *t)
 		return -E2BIG;
 	q = m.p + h.self;
 	end = m.p + m.len;
-	for (t->n = 0; t->n < h.count; t->n++) {
-		t->e[t->n].k = q;
-		if (pbus__mp_skip_d(q, (size_t)(end - q), ENTRY_DEPTH, &n))
+	for (t->n = 0; t->n < h.count; t->n++, q = e.end) {
+		if (pbus__mp_pair(q, end, ENTRY_DEPTH, &e))
 			return -EBADMSG;
-		q += n;
-		t->e[t->n].v = q;
-		if (pbus__mp_skip_d(q, (size_t)(end - q), ENTRY_DEPTH, &n))
-			return -EBADMSG;
-		q += n;
+		t->k[t->n] = e.k;
+		t->v[t->n] = e.v;
+		t->hl[t->n] = e.hl;
+		t->tag[t->n] = key_tag(&e);
 	}
 	if (q != end)
 		return -EBADMSG;
-	t->e[t->n].k = q;
+	t->k[t->n] = q;
 	return 0;
 }
 
-static struct pbus_mp ent_key(const struct ents *t, uint32_t i)
+/* Keys @j of @t and @i of @s are equal: two strings with the same body, or
+ * two other keys with the same bytes. */
+static bool ents_key_eq(const struct ents *t, uint32_t j, const struct ents *s,
+			uint32_t i)
 {
-	struct pbus_mp k = {t->e[i].k, (size_t)(t->e[i].v - t->e[i].k)};
+	size_t n, tn;
+	const uint8_t *b = ent_key(s, i, &n), *tb = ent_key(t, j, &tn);
 
-	return k;
+	return tn == n && !t->hl[j] == !s->hl[i] && !memcmp(tb, b, n);
 }
 
-/* First pair of @t among [0, @lim) whose key equals @k, or -1. */
-static int64_t ents_find(const struct ents *t, uint32_t lim, struct pbus_mp k)
+/* First pair of @t among [0, @lim) whose key equals key @i of @s, or -1. */
+static inline int ents_find(const struct ents *t, uint32_t lim,
+			    const struct ents *s, uint32_t i)
 {
-	for (uint32_t i = 0; i < lim; i++)
-		if (pbus__mp_key_eq(ent_key(t, i), k))
-			return i;
+	for (uint32_t j = 0; j < lim; j++)
+		if (t->tag[j] == s->tag[i] && ents_key_eq(t, j, s, i))
+			return (int)j;
 	return -1;
 }
 
@@ -605,7 +702,6 @@ int pbus_mp_merge(struct pbus_mp base, struct pbus_mp over, msgpack_packer *pk)
 	struct ents b, o;
 	const uint8_t *pending;
 	uint32_t count = 0;
-	int64_t j;
 	int ret;
 
 	if (!pk)
@@ -615,47 +711,51 @@ int pbus_mp_merge(struct pbus_mp base, struct pbus_mp over, msgpack_packer *pk)
 		ret = ents_load(over, &o);
 	if (ret)
 		return ret;
-	for (uint32_t i = 0; i < b.n; i++)
-		count += ents_find(&b, i, ent_key(&b, i)) < 0;
-	for (uint32_t i = 0; i < o.n; i++)
-		count += ents_find(&o, i, ent_key(&o, i)) < 0 &&
-			 ents_find(&b, b.n, ent_key(&o, i)) < 0;
+	/* each pair's fate, decided once: O((n + m)^2) key comparisons */
+	for (uint32_t i = 0; i < b.n; i++) {
+		if (ents_find(&b, i, &b, i) >= 0)
+			b.fate[i] = DROP;
+		else
+			b.fate[i] = (int16_t)ents_find(&o, o.n, &b, i);
+		count += b.fate[i] != DROP;
+	}
+	for (uint32_t i = 0; i < o.n; i++) {
+		if (ents_find(&o, i, &o, i) >= 0 ||
+		    ents_find(&b, b.n, &o, i) >= 0)
+			o.fate[i] = DROP;
+		else
+			o.fate[i] = KEEP;
+		count += o.fate[i] != DROP;
+	}
 	if (msgpack_pack_map(pk, count))
 		return -ENOBUFS;
 
 	/* base pairs: verbatim runs; a key @over has keeps its bytes */
-	pending = b.e[0].k;
-	for (uint32_t i = 0; i < b.n; i++) {
-		struct pbus_mp k = ent_key(&b, i);
+	pending = b.k[0];
+	for (uint32_t i = 0; i < b.n && !ret; i++) {
+		int16_t j = b.fate[i];
 
-		if (ents_find(&b, i, k) >= 0) {
-			ret = wr(pk, pending, (size_t)(b.e[i].k - pending));
-			pending = b.e[i + 1].k;
-		} else if ((j = ents_find(&o, o.n, k)) >= 0) {
-			ret = wr(pk, pending, (size_t)(b.e[i].v - pending));
+		if (j == DROP) {
+			ret = wr(pk, pending, (size_t)(b.k[i] - pending));
+			pending = b.k[i + 1];
+		} else if (j != KEEP) {
+			ret = wr(pk, pending, (size_t)(b.v[i] - pending));
 			if (!ret)
-				ret = wr(pk, o.e[j].v,
-					 (size_t)(o.e[j + 1].k - o.e[j].v));
-			pending = b.e[i + 1].k;
+				ret = wr(pk, o.v[j],
+					 (size_t)(o.k[j + 1] - o.v[j]));
+			pending = b.k[i + 1];
 		}
-		if (ret)
-			return ret;
 	}
-	ret = wr(pk, pending, (size_t)(b.e[b.n].k - pending));
-	if (ret)
-		return ret;
+	if (!ret)
+		ret = wr(pk, pending, (size_t)(b.k[b.n] - pending));
 
 	/* then the pairs only @over has */
-	pending = o.e[0].k;
-	for (uint32_t i = 0; i < o.n; i++) {
-		struct pbus_mp k = ent_key(&o, i);
-
-		if (ents_find(&o, i, k) >= 0 || ents_find(&b, b.n, k) >= 0) {
-			ret = wr(pk, pending, (size_t)(o.e[i].k - pending));
-			if (ret)
-				return ret;
-			pending = o.e[i + 1].k;
+	pending = o.k[0];
+	for (uint32_t i = 0; i < o.n && !ret; i++) {
+		if (o.fate[i] == DROP) {
+			ret = wr(pk, pending, (size_t)(o.k[i] - pending));
+			pending = o.k[i + 1];
 		}
 	}
-	return wr(pk, pending, (size_t)(o.e[o.n].k - pending));
+	return ret ? ret : wr(pk, pending, (size_t)(o.k[o.n] - pending));
 }

@@ -15,9 +15,12 @@
 #include <check.h>
 #include <errno.h>
 #include <jansson.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "pbus/agent_util.h" /* pbus_mbuf */
 
 /* ------------------------------------------------------------ helpers */
 
@@ -52,7 +55,7 @@ static int out_cb(void *data, const char *buf, size_t len)
 	return msgpack_sbuffer_write(&o->sb, buf, len);
 }
 
-#define OUT_MAX 64
+#define OUT_MAX 256
 static struct out outs[OUT_MAX];
 static unsigned nouts;
 
@@ -170,6 +173,24 @@ static void ck_view_eq(struct pbus_mp a, struct pbus_mp b)
 {
 	ck_assert_uint_eq(a.len, b.len);
 	ck_assert_mem_eq(a.p, b.p, a.len);
+}
+
+/* A map of @n pairs, each given as two JSON texts (key, value), so that
+ * keys may repeat or be any object: M(2, "'k'", "1", "7", "null"). */
+static struct pbus_mp M(unsigned n, ...) {
+	struct out *o = out_new();
+	struct pbus_mp d;
+	va_list ap;
+
+	msgpack_pack_map(&o->pk, n);
+	va_start(ap, n);
+	for (unsigned i = 0; i < 2 * n; i++)
+		ck_assert_int_eq(pbus_mp_copy(&o->pk, J(va_arg(ap, char *))),
+				 0);
+	va_end(ap);
+	d = out_view(o);
+	ck_assert_int_eq(pbus_mp_open(d.p, d.len, &d), 0);
+	return d;
 }
 
 /* A nested document touching every container form and most scalars. */
@@ -733,6 +754,77 @@ START_TEST(random_bytes_never_crash)
 }
 END_TEST
 
+/* The width of the length field after tag @t (str, bin, ext, array32...),
+ * 0 if it has none. */
+static unsigned len_width(uint8_t t)
+{
+	switch (t) {
+	case 0xc4:
+	case 0xc7:
+	case 0xd9:
+		return 1;
+	case 0xc5:
+	case 0xc8:
+	case 0xda:
+	case 0xdc:
+	case 0xde:
+		return 2;
+	case 0xc6:
+	case 0xc9:
+	case 0xdb:
+	case 0xdd:
+	case 0xdf:
+		return 4;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The reader sizes the commonest heads inline (fixint, nil, bool, strings,
+ * fixmap, fixarray) and the rest in one general decoder: both must agree
+ * with msgpack-c's own unpacker on where every object ends, or that it is
+ * cut short or invalid, for every tag.
+ */
+START_TEST(every_head_is_sized_as_msgpack_c_sizes_it)
+{
+	/* what follows the tag: no big declared lengths (msgpack-c allocates
+	 * for a container's count before it finds the bytes missing) */
+	static const uint8_t fill[] = {0x00, 0x01, 0x03, 0x7f, 0xe0, 0xff, 0xc0,
+				       0xc2, 0xc3, 0xa0, 0xa1, 0xa3, 0x90, 0x91,
+				       0x92, 0x80, 0x81, 0x82, 0xd9, 0xc4, 0xc7,
+				       0xd4, 0xcc, 0xcd, 0xd0, 0xca, 0xc1};
+	msgpack_unpacked u;
+	uint8_t b[16];
+
+	msgpack_unpacked_init(&u);
+	for (int round = 0; round < 256 * 64; round++) {
+		size_t n = 1 + next_rand() % sizeof(b), off = 0, w, i;
+		struct pbus_mp v, m;
+		int ours, theirs;
+
+		b[0] = (uint8_t)round;
+		for (i = 1; i < n; i++)
+			b[i] = fill[next_rand() % sizeof(fill)];
+		/* and a small one after the tag under test */
+		w = len_width(b[0]);
+		for (i = 1; i <= w && i < n; i++)
+			b[i] = i == w ? (uint8_t)(next_rand() % 8) : 0;
+		m = raw(b, n);
+		ours = pbus_mp_open2(m.p, n, PBUS_MP_ALLOW_TRAILING, &v);
+		theirs = msgpack_unpack_next(&u, (const char *)m.p, n, &off);
+		ck_assert_msg((ours == 0) == (theirs == MSGPACK_UNPACK_SUCCESS),
+			      "tag 0x%02x, %zu bytes: %d vs %d", b[0], n, ours,
+			      theirs);
+		if (!ours)
+			ck_assert_uint_eq(v.len, off);
+		if (nkept > KEEP_MAX - 4)
+			teardown();
+	}
+	msgpack_unpacked_destroy(&u);
+}
+END_TEST
+
 /* ------------------------------------------------------------ lookup */
 
 START_TEST(get_finds_values_and_reports_missing_keys)
@@ -857,6 +949,89 @@ START_TEST(index_and_count)
 	ck_assert_int_eq(pbus_mp_index(a, 4, &v), -ENOENT);
 	ck_assert_int_eq(pbus_mp_index(J("{}"), 0, &v), -EINVAL);
 	ck_assert_int_eq(pbus_mp_index(J("1"), 0, &v), -EINVAL);
+}
+END_TEST
+
+/* pbus_mp_get_keys() gives, key by key, what pbus_mp_get() gives. */
+static void ck_get_keys_as_get(struct pbus_mp m, const char *const *keys,
+			       size_t n, int want)
+{
+	struct pbus_mp v[64], g;
+
+	ck_assert_uint_le(n, 64);
+	ck_assert_int_eq(pbus_mp_get_keys(m, keys, v, n), want);
+	for (size_t i = 0; i < n; i++) {
+		int ret = pbus_mp_get(m, keys[i], &g);
+
+		if (want < 0 || ret) {
+			ck_assert_ptr_null(v[i].p);
+			ck_assert_uint_eq(v[i].len, 0);
+			if (want >= 0)
+				ck_assert_int_eq(ret, -ENOENT);
+		} else {
+			ck_assert(v[i].p == g.p && v[i].len == g.len);
+		}
+	}
+}
+
+START_TEST(get_keys_finds_each_first_occurrence_in_one_pass)
+{
+	struct pbus_mp m = M(5, "'k'", "1", "7", "'seven'", "'a'", "[2]", "'k'",
+			     "3", "'b'", "{'k': 4}");
+	static const char *const keys[] = {"k", "b", "zz", "a", "k", "7", ""};
+	/* {'a' as str8: 1, 'a': 2}: the same key, whatever its head */
+	struct pbus_mp s8 = raw("\x82\xd9\x01\x61\x01\xa1\x61\x02", 8), v;
+
+	ck_get_keys_as_get(m, keys, 7, 4); /* an int key never matches "7" */
+	ck_assert_int_eq(pbus_mp_get_keys(s8, keys + 3, &v, 1), 1);
+	ck_assert_int_eq(v.len, 1);
+	ck_assert_int_eq(v.p[0], 1);
+	ck_get_keys_as_get(J("{}"), keys, 7, 0);
+	ck_assert_int_eq(pbus_mp_get_keys(m, keys, NULL, 0), 0);
+}
+END_TEST
+
+START_TEST(get_keys_reads_more_keys_than_one_pass_holds)
+{
+	struct out *o = out_new();
+	const char *keys[60];
+	char names[60][8];
+	struct pbus_mp m;
+
+	msgpack_pack_map(&o->pk, 50);
+	for (int i = 0; i < 50; i++) {
+		snprintf(names[i], sizeof(names[i]), "k%d", i);
+		pbus_mp_pack_cstr(&o->pk, names[i]);
+		msgpack_pack_int(&o->pk, i);
+	}
+	m = out_view(o);
+	for (int i = 0; i < 60; i++) /* backwards, and 10 absent */
+		keys[i] = i < 10 ? "nope" : names[59 - i];
+	ck_get_keys_as_get(m, keys, 60, 50);
+}
+END_TEST
+
+START_TEST(get_keys_refuses_non_maps_and_malformed_maps)
+{
+	static const char *const ab[] = {"a", "b"}, *const ac[] = {"a", "c"};
+	static const char *const null_key[] = {"a", NULL};
+	/* {'a': 1, 'b': 2, 'c': <missing>} */
+	struct pbus_mp bad = raw("\x83\xa1\x61\x01\xa1\x62\x02\xa1\x63", 9);
+	struct pbus_mp none = {NULL, 0}, v[2];
+
+	ck_get_keys_as_get(none, ab, 2, -EINVAL);
+	ck_get_keys_as_get(J("[1, 2]"), ab, 2, -EINVAL);
+	ck_get_keys_as_get(J("null"), ab, 2, -EINVAL);
+	ck_assert_int_eq(pbus_mp_get_keys(J("'s'"), ab, v, 0), -EINVAL);
+	ck_assert_int_eq(pbus_mp_get_keys(J("{'a': 1}"), null_key, v, 2),
+			 -EINVAL);
+	ck_assert_ptr_null(v[0].p);
+	/* found before the bad pair: as pbus_mp_get(), the walk stops */
+	ck_get_keys_as_get(bad, ab, 2, 2);
+	/* a key that needs the bad pair: -EBADMSG, and nothing found */
+	ck_get_keys_as_get(bad, ac, 2, -EBADMSG);
+	ck_assert_int_eq(pbus_mp_get(bad, "c", v), -EBADMSG);
+	ck_get_keys_as_get(raw("\xdf\xff\xff\xff\xff\xc0", 6), ab, 2, -EBADMSG);
 }
 END_TEST
 
@@ -1403,6 +1578,448 @@ START_TEST(merge_rejects_non_maps_and_oversized_maps)
 }
 END_TEST
 
+/* What pbus_mp_set_fn()'s callback writes: the view @arg, counting calls. */
+static unsigned value_calls;
+
+static int write_view(void *arg, msgpack_packer *pk)
+{
+	value_calls++;
+	return pbus_mp_copy(pk, *(const struct pbus_mp *)arg);
+}
+
+static int fail_value(void *arg, msgpack_packer *pk)
+{
+	(void)pk;
+	value_calls++;
+	return *(const int *)arg;
+}
+
+/* The maps the set cases run on, made afresh: the DOC; empty, nil and
+ * absent maps; 'k' six times (more than set() remembers while it checks the
+ * map), with an int key 1; a str8 key 'a'. */
+#define SET_CASES 6
+
+static struct pbus_mp set_case(size_t i)
+{
+	switch (i) {
+	case 0:
+		return J(DOC);
+	case 1:
+		return J("{}");
+	case 2:
+		return J("null");
+	case 3:
+		return (struct pbus_mp){NULL, 0};
+	case 4:
+		return M(9, "'k'", "1", "1", "'int'", "'k'", "2", "'a'", "3",
+			 "'k'", "4", "'k'", "5", "'k'", "6", "'z'", "7", "'k'",
+			 "8");
+	default:
+		return raw("\x82\xd9\x01\x61\x01\xa1\x62\x02", 8);
+	}
+}
+
+START_TEST(set_fn_writes_what_set_writes)
+{
+	static const char *const keys[] = {"k", "a", "name", "new", "", "1"};
+	struct pbus_mp val, zero;
+	struct out *o;
+
+	for (size_t i = 0; i < SET_CASES; i++) {
+		for (size_t j = 0; j < sizeof(keys) / sizeof(keys[0]); j++) {
+			struct out *a = out_new(), *b = out_new();
+			struct pbus_mp m = set_case(i);
+
+			val = J("{'v': [1, 'two']}");
+			value_calls = 0;
+			ck_assert_int_eq(pbus_mp_set(m, keys[j], val, &a->pk),
+					 0);
+			ck_assert_int_eq(pbus_mp_set_fn(m, keys[j], write_view,
+							&val, &b->pk),
+					 0);
+			ck_assert_uint_eq(value_calls, 1);
+			ck_view_eq(out_view(a), out_view(b));
+		}
+		teardown();
+	}
+	/* the expected bytes, for the repeated key */
+	o = out_new();
+	zero = J("0");
+	ck_assert_int_eq(
+		pbus_mp_set_fn(set_case(4), "k", write_view, &zero, &o->pk), 0);
+	ck_view_eq(out_view(o),
+		   M(4, "'k'", "0", "1", "'int'", "'a'", "3", "'z'", "7"));
+}
+END_TEST
+
+/* header_injector's answer: payload.metadata.headers merged, nested sets */
+struct nest {
+	struct pbus_mp md, old, add;
+};
+
+static int nest_headers(void *arg, msgpack_packer *pk)
+{
+	const struct nest *n = arg;
+
+	return pbus_mp_merge(n->old, n->add, pk);
+}
+
+static int nest_md(void *arg, msgpack_packer *pk)
+{
+	const struct nest *n = arg;
+
+	return pbus_mp_set_fn(n->md, "headers", nest_headers, arg, pk);
+}
+
+START_TEST(set_fn_nests_and_reports_errors)
+{
+	struct pbus_mp pl = J("{'uri': 'u', 'metadata': {'headers': {'A': "
+			      "'1', 'B': '2'}, 'n': 1}}");
+	struct nest n = {.add = J("{'B': 'b', 'C': 'c'}")};
+	struct out *o = out_new(), *bad = out_new();
+	int eperm = -EPERM, one = 1;
+
+	ck_assert_int_eq(pbus_mp_get(pl, "metadata", &n.md), 0);
+	ck_assert_int_eq(pbus_mp_get(n.md, "headers", &n.old), 0);
+	ck_assert_int_eq(pbus_mp_set_fn(pl, "metadata", nest_md, &n, &o->pk),
+			 0);
+	ck_view_eq(out_view(o), J("{'uri': 'u', 'metadata': {'headers': {'A': "
+				  "'1', 'B': 'b', 'C': 'c'}, 'n': 1}}"));
+
+	/* refused maps: nothing written, the callback never called */
+	value_calls = 0;
+	ck_assert_int_eq(
+		pbus_mp_set_fn(J("[1]"), "k", fail_value, &eperm, &bad->pk),
+		-EINVAL);
+	ck_assert_int_eq(pbus_mp_set_fn(raw("\x81\xa1k", 3), "k", fail_value,
+					&eperm, &bad->pk),
+			 -EBADMSG);
+	ck_assert_int_eq(
+		pbus_mp_set_fn(J("{}"), NULL, fail_value, &eperm, &bad->pk),
+		-EINVAL);
+	ck_assert_int_eq(pbus_mp_set_fn(J("{}"), "k", NULL, NULL, &bad->pk),
+			 -EINVAL);
+	ck_assert_int_eq(pbus_mp_set_fn(J("{}"), "k", fail_value, &eperm, NULL),
+			 -EINVAL);
+	ck_assert_uint_eq(value_calls, 0);
+	ck_assert_uint_eq(bad->sb.size, 0);
+	/* the callback's error as it is; a positive return is a breach */
+	ck_assert_int_eq(pbus_mp_set_fn(J("{'k': 1}"), "k", fail_value, &eperm,
+					&out_new()->pk),
+			 -EPERM);
+	ck_assert_int_eq(pbus_mp_set_fn(J("{'k': 1}"), "k", fail_value, &one,
+					&out_new()->pk),
+			 -EINVAL);
+	ck_assert_uint_eq(value_calls, 2);
+	/* write failures */
+	for (size_t lim = 1; lim < 40; lim += 3) {
+		struct out *f = out_new();
+		int ret;
+
+		f->fail_at = lim;
+		ret = pbus_mp_set_fn(pl, "metadata", nest_md, &n, &f->pk);
+		ck_assert(ret == -ENOBUFS || (ret == 0 && lim >= o->sb.size));
+	}
+}
+END_TEST
+
+/* ------------------------------------------------------------ merge model */
+
+/*
+ * pbus_mp_merge() restated through the public readers, naively: the bytes
+ * and errors the fast one must give. Keys compare as mp.h says: strings by
+ * their bytes whatever their head, anything else by its encoding.
+ */
+static bool ref_key_eq(struct pbus_mp a, struct pbus_mp b)
+{
+	const char *s, *t;
+	size_t n, m;
+	bool as = !pbus_mp_str(a, &s, &n), bs = !pbus_mp_str(b, &t, &m);
+
+	if (as || bs)
+		return as && bs && n == m && !memcmp(s, t, n);
+	return a.len == b.len && !memcmp(a.p, b.p, a.len);
+}
+
+struct ref_map {
+	unsigned n;
+	struct pbus_mp k[PBUS_MP_MERGE_MAX], v[PBUS_MP_MERGE_MAX];
+};
+
+/* The checks merge makes on one map, in its order, and its pairs. */
+static int ref_load(struct pbus_mp m, struct ref_map *r)
+{
+	struct pbus_mp_iter it;
+	struct pbus_mp v;
+
+	r->n = 0;
+	if (!m.p || !m.len || (m.len == 1 && m.p[0] == 0xc0))
+		return 0; /* nil and absent: empty */
+	if (pbus_mp_type(m) == PBUS_MP_INVALID)
+		return -EBADMSG;
+	if (pbus_mp_type(m) != PBUS_MP_MAP)
+		return -EINVAL;
+	if (pbus_mp_count(m) > PBUS_MP_MERGE_MAX)
+		return -E2BIG;
+	/* the map, exactly, no deeper than a document may be */
+	if (pbus_mp_open(m.p, m.len, &v))
+		return -EBADMSG;
+	ck_assert_int_eq(pbus_mp_iter_init(m, &it), 0);
+	while (pbus_mp_next(&it, &r->k[r->n], &r->v[r->n]) > 0)
+		r->n++;
+	return 0;
+}
+
+/* First pair of @r among [0, @lim) with key @k, or -1. */
+static int ref_find(const struct ref_map *r, unsigned lim, struct pbus_mp k)
+{
+	for (unsigned i = 0; i < lim; i++)
+		if (ref_key_eq(r->k[i], k))
+			return (int)i;
+	return -1;
+}
+
+static struct ref_map ref_b, ref_o;
+
+static int ref_merge(struct pbus_mp base, struct pbus_mp over,
+		     msgpack_packer *pk)
+{
+	struct ref_map *b = &ref_b, *o = &ref_o;
+	uint32_t count = 0;
+	int ret = ref_load(base, b), j;
+
+	if (!ret)
+		ret = ref_load(over, o);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < b->n; i++)
+		count += ref_find(b, i, b->k[i]) < 0;
+	for (unsigned i = 0; i < o->n; i++)
+		count += ref_find(o, i, o->k[i]) < 0 &&
+			 ref_find(b, b->n, o->k[i]) < 0;
+	msgpack_pack_map(pk, count);
+	for (unsigned i = 0; i < b->n; i++) {
+		if (ref_find(b, i, b->k[i]) >= 0)
+			continue;
+		j = ref_find(o, o->n, b->k[i]);
+		pbus_mp_copy(pk, b->k[i]);
+		pbus_mp_copy(pk, j >= 0 ? o->v[j] : b->v[i]);
+	}
+	for (unsigned i = 0; i < o->n; i++) {
+		if (ref_find(o, i, o->k[i]) >= 0 ||
+		    ref_find(b, b->n, o->k[i]) >= 0)
+			continue;
+		pbus_mp_copy(pk, o->k[i]);
+		pbus_mp_copy(pk, o->v[i]);
+	}
+	return 0;
+}
+
+static void ck_merge_as_ref(struct pbus_mp base, struct pbus_mp over)
+{
+	struct out *got = out_new(), *want = out_new();
+	int ret = pbus_mp_merge(base, over, &got->pk);
+
+	ck_assert_int_eq(ret, ref_merge(base, over, &want->pk));
+	if (ret)
+		ck_assert_uint_eq(got->sb.size, 0);
+	else
+		ck_view_eq(out_view(got), out_view(want));
+}
+
+/* Keys that collide often: strings (some in str8 form), ints, nil, a bin
+ * and an array that look like "a" or 1. */
+static void pack_key(msgpack_packer *pk)
+{
+	static const char *const s[] = {"a", "b", "k", "ab", "", "key"};
+	const char *k = s[next_rand() % 6];
+	size_t n = strlen(k);
+
+	switch (next_rand() % 10) {
+	case 0:
+		msgpack_pack_int(pk, (int)(next_rand() % 3));
+		break;
+	case 1:
+		msgpack_pack_nil(pk);
+		break;
+	case 2:
+		msgpack_pack_bin_with_body(pk, "a", 1);
+		break;
+	case 3:
+		msgpack_pack_array(pk, 1);
+		msgpack_pack_int(pk, 1);
+		break;
+	case 4: /* str8, as some packers write short strings */
+		pk->callback(pk->data, (const char[]){(char)0xd9, (char)n}, 2);
+		pk->callback(pk->data, k, n);
+		break;
+	default:
+		msgpack_pack_str_with_body(pk, k, n);
+		break;
+	}
+}
+
+static void pack_value(msgpack_packer *pk, unsigned depth)
+{
+	switch (next_rand() % (depth ? 3 : 5)) {
+	case 0:
+		msgpack_pack_int64(pk, (int64_t)(next_rand() % 100000) - 50);
+		break;
+	case 1:
+		msgpack_pack_str_with_body(pk, "value", next_rand() % 6);
+		break;
+	case 2:
+		msgpack_pack_nil(pk);
+		break;
+	case 3:
+		msgpack_pack_array(pk, 2);
+		pack_value(pk, depth + 1);
+		pack_value(pk, depth + 1);
+		break;
+	default:
+		msgpack_pack_map(pk, 1);
+		pack_key(pk);
+		pack_value(pk, depth + 1);
+		break;
+	}
+}
+
+/* A map of @n pairs with colliding keys; big ones get int keys only. */
+static struct pbus_mp gen_map(unsigned n)
+{
+	struct out *o = out_new();
+
+	msgpack_pack_map(&o->pk, n);
+	for (unsigned i = 0; i < n; i++) {
+		if (n > 64)
+			msgpack_pack_int(&o->pk,
+					 (int)(next_rand() % (n + n / 2)));
+		else
+			pack_key(&o->pk);
+		pack_value(&o->pk, 0);
+	}
+	return out_view(o);
+}
+
+START_TEST(merge_matches_the_model_on_generated_maps)
+{
+	static const unsigned small[] = {0, 1, 2, 3, 5, 8, 16, 33};
+	static const unsigned big[] = {300, PBUS_MP_MERGE_MAX,
+				       PBUS_MP_MERGE_MAX + 1};
+	unsigned seen[4] = {0}; /* 0, -EBADMSG, -EINVAL, -E2BIG */
+
+	for (int round = 0; round < 3000; round++) {
+		struct pbus_mp b = gen_map(small[next_rand() % 8]),
+			       o = gen_map(small[next_rand() % 8]);
+		struct out *out = out_new();
+		int ret;
+
+		if (round % 40 == 0)
+			b = gen_map(big[next_rand() % 3]);
+		if (round % 60 == 0)
+			o = gen_map(big[next_rand() % 3]);
+		if (round % 7 == 0) /* nil or absent */
+			b = round % 2 ? J("null") : (struct pbus_mp){NULL, 0};
+		if (round % 13 == 0)
+			o = J("[1, 2]");
+		if (round % 11 == 0 && o.len > 1) { /* malformed */
+			((uint8_t *)o.p)[next_rand() % o.len] =
+				(uint8_t)next_rand();
+			o.len -= round % 2;
+		}
+		ck_merge_as_ref(b, o);
+		ck_merge_as_ref(o, b);
+		ret = pbus_mp_merge(b, o, &out->pk);
+		seen[ret == 0	       ? 0
+		     : ret == -EBADMSG ? 1
+		     : ret == -EINVAL  ? 2
+				       : 3]++;
+		teardown();
+	}
+	for (int i = 0; i < 4; i++)
+		ck_assert_uint_gt(seen[i], 10);
+}
+END_TEST
+
+START_TEST(merge_of_big_maps_with_repeated_keys)
+{
+	struct out *b = out_new(), *o = out_new(), *got = out_new();
+	struct pbus_mp base, over, m, k, v;
+	struct pbus_mp_iter it;
+
+	/* every int key twice in base; over overlaps half of them */
+	msgpack_pack_map(&b->pk, PBUS_MP_MERGE_MAX);
+	msgpack_pack_map(&o->pk, PBUS_MP_MERGE_MAX);
+	for (int i = 0; i < PBUS_MP_MERGE_MAX; i++) {
+		msgpack_pack_int(&b->pk, i % 256);
+		msgpack_pack_int(&b->pk, i);
+		msgpack_pack_int(&o->pk, 128 + i);
+		msgpack_pack_int(&o->pk, -i);
+	}
+	base = out_view(b);
+	over = out_view(o);
+	ck_merge_as_ref(base, over);
+	ck_assert_int_eq(pbus_mp_merge(base, over, &got->pk), 0);
+	m = out_view(got);
+	ck_assert_int_eq(pbus_mp_open(m.p, m.len, &m), 0);
+	ck_assert_int_eq(pbus_mp_count(m), 128 + PBUS_MP_MERGE_MAX);
+	ck_assert_int_eq(pbus_mp_iter_init(m, &it), 0);
+	ck_assert_int_eq(pbus_mp_next(&it, &k, &v), 1); /* 0: base's first */
+	ck_view_eq(k, J("0"));
+	ck_view_eq(v, J("0"));
+	ck_merge_as_ref(over, base);
+	ck_merge_as_ref(base, base);
+}
+END_TEST
+
+START_TEST(merge_compares_non_string_keys_by_their_bytes)
+{
+	struct out *o = out_new();
+	/* 1 and '1', nil, [1], 1.5: all different keys */
+	struct pbus_mp base =
+		M(4, "1", "'int'", "'1'", "'str'", "null", "0", "[1]", "'arr'");
+	struct pbus_mp over = M(4, "'1'", "'STR'", "1.5", "'float'", "[1]",
+				"'ARR'", "1", "'INT'");
+
+	ck_assert_int_eq(pbus_mp_merge(base, over, &o->pk), 0);
+	ck_view_eq(out_view(o), M(5, "1", "'INT'", "'1'", "'STR'", "null", "0",
+				  "[1]", "'ARR'", "1.5", "'float'"));
+	ck_merge_as_ref(base, over);
+	/* a bin "a" is not the string "a" */
+	ck_merge_as_ref(raw("\x81\xc4\x01\x61\x01", 5), J("{'a': 2}"));
+	o = out_new();
+	ck_assert_int_eq(pbus_mp_merge(raw("\x81\xc4\x01\x61\x01", 5),
+				       J("{'a': 2}"), &o->pk),
+			 0);
+	ck_assert_int_eq(pbus_mp_count(out_view(o)), 2);
+}
+END_TEST
+
+START_TEST(merge_errors_come_in_input_order)
+{
+	struct pbus_mp bad = raw("\x82\xa1\x61\x01\xa1", 5); /* cut short */
+	struct pbus_mp arr = J("[1]"), none = {NULL, 0};
+	struct pbus_mp deep = J("{'a': 1}");
+	struct out *o = out_new();
+
+	/* the first map's problem wins; a non-map is refused unread */
+	ck_assert_int_eq(pbus_mp_merge(bad, arr, &o->pk), -EBADMSG);
+	ck_assert_int_eq(pbus_mp_merge(arr, bad, &o->pk), -EINVAL);
+	ck_assert_int_eq(pbus_mp_merge(none, bad, &o->pk), -EBADMSG);
+	ck_assert_int_eq(pbus_mp_merge(raw("\x91\xc1", 2), bad, &o->pk),
+			 -EINVAL);
+	ck_assert_int_eq(pbus_mp_merge(deep, J("{}"), NULL), -EINVAL);
+	/* trailing bytes after the last pair */
+	ck_assert_int_eq(
+		pbus_mp_merge(raw("\x81\xa1\x61\x01\xc0", 5), deep, &o->pk),
+		-EBADMSG);
+	ck_assert_uint_eq(o->sb.size, 0);
+	ck_merge_as_ref(bad, arr);
+	ck_merge_as_ref(arr, bad);
+	ck_merge_as_ref(raw("\x81\xa1\x61\x01\xc0", 5), deep);
+}
+END_TEST
+
 /* ------------------------------------------------------------ packing */
 
 START_TEST(pack_helpers_write_strings_nil_and_copies)
@@ -1421,6 +2038,52 @@ START_TEST(pack_helpers_write_strings_nil_and_copies)
 	o->fail_at = 1;
 	ck_assert_int_eq(pbus_mp_copy(&o->pk, d), -ENOBUFS);
 	ck_assert_int_eq(pbus_mp_pack_cstr(&o->pk, "x"), -ENOBUFS);
+}
+END_TEST
+
+START_TEST(strings_pack_as_msgpack_c_packs_them)
+{
+	/* the head widths' edges, and the one-write limit */
+	static const size_t lens[] = {0,  1,   31,  32,	 61,	62,   63,
+				      64, 255, 256, 300, 65535, 65536};
+	char *s = keep(malloc(65536));
+
+	memset(s, 'x', 65536);
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		struct out *ours = out_new(), *theirs = out_new();
+
+		ck_assert_int_eq(pbus_mp_pack_strn(&ours->pk, s, lens[i]), 0);
+		msgpack_pack_str_with_body(&theirs->pk, s, lens[i]);
+		ck_view_eq(out_view(ours), out_view(theirs));
+		/* short strings, keys mostly, in one write */
+		ck_assert_uint_eq(ours->writes, lens[i] <= 62 ? 1 : 2);
+	}
+}
+END_TEST
+
+START_TEST(mbuf_bytes_is_what_was_packed_unchecked)
+{
+	char mem[8];
+	struct pbus_mbuf b;
+	struct pbus_mp v, w;
+	msgpack_packer *pk = pbus_mbuf_init(&b, mem, sizeof(mem));
+
+	ck_assert_int_eq(pbus_mbuf_bytes(&b, &v), -EBADMSG); /* nothing */
+	msgpack_pack_map(pk, 2); /* half a map: not checked here */
+	pbus_mp_pack_cstr(pk, "k");
+	msgpack_pack_int(pk, 1);
+	ck_assert_int_eq(pbus_mbuf_bytes(&b, &v), 0);
+	ck_assert(v.p == b.p && v.len == 4);
+	ck_assert_int_eq(pbus_mbuf_view(&b, &w), -EBADMSG);
+	/* ... but by the writers that take it */
+	ck_assert_int_eq(pbus_mp_merge(J("{}"), v, &out_new()->pk), -EBADMSG);
+	pbus_mp_pack_cstr(pk, "a long enough key to spill to the heap");
+	msgpack_pack_nil(pk);
+	ck_assert_int_eq(pbus_mbuf_bytes(&b, &v), 0);
+	ck_assert_int_eq(pbus_mbuf_view(&b, &w), 0);
+	ck_view_eq(v, w);
+	ck_assert(v.p != (const uint8_t *)mem);
+	pbus_mbuf_fini(&b);
 }
 END_TEST
 
@@ -1455,6 +2118,7 @@ int main(void)
 	    hand_made_views_never_read_past_their_length,
 	    seeded_mutations_never_crash,
 	    random_bytes_never_crash,
+	    every_head_is_sized_as_msgpack_c_sizes_it,
 	    NULL,
 	};
 	const TTest *const lookup[] = {
@@ -1463,6 +2127,9 @@ int main(void)
 	    path_walks_maps_and_arrays,
 	    path_misses_are_enoent_and_bad_syntax_einval,
 	    index_and_count,
+	    get_keys_finds_each_first_occurrence_in_one_pass,
+	    get_keys_reads_more_keys_than_one_pass_holds,
+	    get_keys_refuses_non_maps_and_malformed_maps,
 	    NULL,
 	};
 	const TTest *const iter[] = {
@@ -1493,7 +2160,15 @@ int main(void)
 	    merge_treats_nil_and_absent_as_empty,
 	    merge_writes_each_key_once,
 	    merge_rejects_non_maps_and_oversized_maps,
+	    set_fn_writes_what_set_writes,
+	    set_fn_nests_and_reports_errors,
+	    merge_matches_the_model_on_generated_maps,
+	    merge_of_big_maps_with_repeated_keys,
+	    merge_compares_non_string_keys_by_their_bytes,
+	    merge_errors_come_in_input_order,
 	    pack_helpers_write_strings_nil_and_copies,
+	    strings_pack_as_msgpack_c_packs_them,
+	    mbuf_bytes_is_what_was_packed_unchecked,
 	    NULL,
 	};
 	Suite *s = suite_create("mp");

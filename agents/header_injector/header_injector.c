@@ -101,7 +101,7 @@ static int parse(struct pbus_cfgr *cfg, void *arg)
 	pbus_strv_free(pv);
 	if (pbus_cfgr_error(cfg))
 		return -EINVAL;
-	rt_sbuf_packer(&h->result, &pk);
+	sbuf_packer(&h->result, &pk);
 	msgpack_pack_map(&pk, 2);
 	pbus_pack_kv_bool(&pk, "headers_injected", true);
 	pbus_pack_kv_int(&pk, "count", h->nheaders);
@@ -160,14 +160,14 @@ static int write_headers(void *arg, msgpack_packer *pk)
 {
 	const struct inject *in = arg;
 
-	return rt_mp_merge(in->old, in->h->headers, pk);
+	return pbus_mp_merge(in->old, in->h->headers, pk);
 }
 
 static int write_md(void *arg, msgpack_packer *pk)
 {
 	const struct inject *in = arg;
 
-	return rt_mp_set_fn(in->md, "headers", write_headers, arg, pk);
+	return pbus_mp_set_fn(in->md, "headers", write_headers, arg, pk);
 }
 
 /* The payload is written once, straight into the answer: its metadata map
@@ -176,7 +176,6 @@ static int write_md(void *arg, msgpack_packer *pk)
 static int on_pre(struct pbus_call *c, void *arg)
 {
 	static const char *const pl_keys[] = {"uri", "metadata"};
-	static const char *const md_keys[] = {"headers"};
 	struct inject in = {.h = arg};
 	struct pbus_mp pl, v[2];
 	int ret;
@@ -186,19 +185,19 @@ static int on_pre(struct pbus_call *c, void *arg)
 		pl = (struct pbus_mp){0}; /* no payload: {metadata: ...} */
 	else if (ret)
 		return in.h->npre ? 0 : ret; /* as pbus_call_field() had it */
-	rt_mp_get_keys(pl, pl_keys, v, 2);   /* absent: empty */
+	pbus_mp_get_keys(pl, pl_keys, v, 2); /* absent: empty */
 	if (!should_apply(in.h, v[0]))
 		return 0;
 	if (pbus_mp_type(v[1]) == PBUS_MP_MAP) {
 		in.md = v[1];
-		rt_mp_get_keys(in.md, md_keys, &in.old, 1);
+		pbus_mp_get(in.md, "headers", &in.old);
 		if (pbus_mp_type(in.old) != PBUS_MP_MAP)
 			in.old = (struct pbus_mp){0};
 	}
-	ret = rt_call_modify_set_fn(c, pl, "metadata", write_md, &in);
+	ret = pbus_call_modify_set_fn(c, pl, "metadata", write_md, &in);
 	if (ret)
 		return ret;
-	return rt_pack_piece(pbus_call_metadata(c), &in.h->result);
+	return sbuf_pack_piece(pbus_call_metadata(c), &in.h->result);
 }
 
 static struct hi hi;

@@ -301,8 +301,7 @@ static void pack_types(msgpack_packer *pk, const struct pii *p,
 	msgpack_pack_array(pk, n);
 	for (int k = 0; k < p->ntypes; k++)
 		if (tcount[p->order[k]])
-			rt_pack_strn(pk, pii_type_name(p->order[k]),
-				     strlen(pii_type_name(p->order[k])));
+			pbus_mp_pack_cstr(pk, pii_type_name(p->order[k]));
 }
 
 static int scan_cb(const struct pbus_mp_path *path, const char *s, size_t n,
@@ -355,13 +354,13 @@ static void pack_hook_md(msgpack_packer *pk, const struct scan *sc,
 	const char *f = sc->fields.p;
 
 	msgpack_pack_map(pk, 4);
-	msgpack_pack_true(rt_pack_key(pk, "detected"));
-	rt_pack_key(pk, list_key);
+	msgpack_pack_true(pbus_pack_key(pk, "detected"));
+	pbus_pack_key(pk, list_key);
 	msgpack_pack_array(pk, sc->nfields);
 	for (unsigned i = 0; i < sc->nfields; i++, f += strlen(f) + 1)
-		rt_pack_strn(pk, f, strlen(f));
-	pack_types(rt_pack_key(pk, "types"), sc->p, sc->tcount);
-	msgpack_pack_int64(rt_pack_key(pk, "total_count"), sc->total);
+		pbus_mp_pack_cstr(pk, f);
+	pack_types(pbus_pack_key(pk, "types"), sc->p, sc->tcount);
+	msgpack_pack_int64(pbus_pack_key(pk, "total_count"), sc->total);
 }
 
 /*
@@ -400,33 +399,33 @@ static int write_md(struct pbus_call *c, const struct scan *sc,
 	if (det) {
 		/* {**pd, hook_key: {...}} */
 		msgpack_packer *hp =
-			pd.len ? &hb.pk : rt_pack_key(pk, "pii_detections");
+			pd.len ? &hb.pk : pbus_pack_key(pk, "pii_detections");
 
 		msgpack_pack_map(hp, 1);
-		pack_hook_md(rt_pack_key(hp, hook_key), sc, list_key);
+		pack_hook_md(pbus_pack_key(hp, hook_key), sc, list_key);
 		if (pd.len) {
-			ret = rt_mbuf_view(&hb, &hv);
+			ret = pbus_mbuf_bytes(&hb, &hv);
 			if (!ret)
-				ret = rt_mp_merge(
+				ret = pbus_mp_merge(
 					pd, hv,
-					rt_pack_key(pk, "pii_detections"));
+					pbus_pack_key(pk, "pii_detections"));
 		}
 	}
 	if (stats) {
-		msgpack_pack_map(rt_pack_key(pk, "pii_filter_stats"), 2);
-		msgpack_pack_int64(rt_pack_key(pk, "total_detections"),
+		msgpack_pack_map(pbus_pack_key(pk, "pii_filter_stats"), 2);
+		msgpack_pack_int64(pbus_pack_key(pk, "total_detections"),
 				   (int64_t)p->detection_count);
-		msgpack_pack_int64(rt_pack_key(pk, "total_masked"),
+		msgpack_pack_int64(pbus_pack_key(pk, "total_masked"),
 				   (int64_t)p->masked_count);
 	}
 	if (!ret)
-		ret = rt_mbuf_view(&ob, &ov);
+		ret = pbus_mbuf_bytes(&ob, &ov);
 	if (!ret && !cur.len)
 		ret = pbus_mp_copy(pbus_call_local_metadata(c), ov);
 	else if (!ret && pbus_mp_count(cur) > PBUS_MP_MERGE_MAX)
 		ret = -E2BIG;
 	else if (!ret)
-		ret = rt_mp_merge(cur, ov, pbus_call_local_metadata(c));
+		ret = pbus_mp_merge(cur, ov, pbus_call_local_metadata(c));
 	pbus_mbuf_fini(&hb);
 	pbus_mbuf_fini(&ob);
 	return ret;
@@ -488,10 +487,10 @@ static int on_prompt_pre(struct pbus_call *c, void *arg)
 	struct pbus_mp pl, args;
 	int ret;
 
-	if (pbus_call_payload_view(c, &pl) || rt_mp_get(pl, "args", &args) ||
+	if (pbus_call_payload_view(c, &pl) || pbus_mp_get(pl, "args", &args) ||
 	    !truthy(args))
 		return 0;
-	ret = rt_call_rewrite(c, pl, "args.*", scan_cb, &sc);
+	ret = pbus_call_rewrite_view(c, pl, "args.*", scan_cb, &sc);
 	if (ret == -ECANCELED) {
 		char desc[320];
 		msgpack_packer *pk;
@@ -527,8 +526,8 @@ static int on_prompt_post(struct pbus_call *c, void *arg)
 	    pbus_mp_path(pl, "result.messages", &sc.messages) ||
 	    !truthy(sc.messages))
 		return 0;
-	ret = rt_call_rewrite(c, pl, "result.messages.*.content.text", scan_cb,
-			      &sc);
+	ret = pbus_call_rewrite_view(c, pl, "result.messages.*.content.text",
+				     scan_cb, &sc);
 	if (ret >= 0)
 		ret = write_md(c, &sc, "post_fetch", "messages", false, true);
 	scan_fini(&sc);
@@ -547,10 +546,10 @@ static int on_tool_pre(struct pbus_call *c, void *arg)
 	struct pbus_mp pl, args;
 	int ret;
 
-	if (pbus_call_payload_view(c, &pl) || rt_mp_get(pl, "args", &args) ||
+	if (pbus_call_payload_view(c, &pl) || pbus_mp_get(pl, "args", &args) ||
 	    !truthy(args))
 		return 0;
-	ret = rt_call_rewrite(c, pl, "args.**", scan_cb, &sc);
+	ret = pbus_call_rewrite_view(c, pl, "args.**", scan_cb, &sc);
 	if (ret >= 0 && p->block && sc.total)
 		ret = block(c, &sc, "PII detected in tool arguments",
 			    "Detected PII in tool arguments",
@@ -575,7 +574,7 @@ static int on_tool_post(struct pbus_call *c, void *arg)
 	bool is_str;
 	int ret;
 
-	if (pbus_call_payload_view(c, &pl) || rt_mp_get(pl, "result", &res) ||
+	if (pbus_call_payload_view(c, &pl) || pbus_mp_get(pl, "result", &res) ||
 	    !truthy(res))
 		return 0;
 	is_str = pbus_mp_type(res) == PBUS_MP_STR;
@@ -583,7 +582,7 @@ static int on_tool_post(struct pbus_call *c, void *arg)
 	sc.count_mask = is_str;
 	if (is_str || pbus_mp_type(res) == PBUS_MP_MAP ||
 	    pbus_mp_type(res) == PBUS_MP_ARRAY)
-		ret = rt_call_rewrite(c, pl, "result.**", scan_cb, &sc);
+		ret = pbus_call_rewrite_view(c, pl, "result.**", scan_cb, &sc);
 	else
 		ret = 0; /* numbers, booleans: nothing to scan */
 	if (ret >= 0 && p->block && sc.total) {

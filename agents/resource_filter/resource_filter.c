@@ -83,23 +83,23 @@ static int pack_pieces(struct rf *rf)
 	/* payload metadata: {"validated": true, "protocol": <scheme>,
 	 * "request_id": <id>, "user": <user>, "resource_filter_plugin":
 	 * "pre_fetch_validated", "allowed_size": <max_content_size>} */
-	rt_sbuf_packer(&rf->piece[MD_OPEN], &pk);
+	sbuf_packer(&rf->piece[MD_OPEN], &pk);
 	msgpack_pack_map(&pk, 6);
 	pbus_pack_kv_bool(&pk, "validated", true);
 	pbus_pack_key(&pk, "protocol");
-	pbus_pack_key(rt_sbuf_packer(&rf->piece[MD_REQUEST_ID], &pk),
+	pbus_pack_key(sbuf_packer(&rf->piece[MD_REQUEST_ID], &pk),
 		      "request_id");
-	pbus_pack_key(rt_sbuf_packer(&rf->piece[MD_USER], &pk), "user");
-	rt_sbuf_packer(&rf->piece[MD_CLOSE], &pk);
+	pbus_pack_key(sbuf_packer(&rf->piece[MD_USER], &pk), "user");
+	sbuf_packer(&rf->piece[MD_CLOSE], &pk);
 	pbus_pack_kv_str(&pk, "resource_filter_plugin", "pre_fetch_validated");
 	pbus_pack_kv_int(&pk, "allowed_size", rf->max_size);
 	/* local state: {"uri_validated": true, "original_uri": <uri>} */
-	rt_sbuf_packer(&rf->piece[STATE_OPEN], &pk);
+	sbuf_packer(&rf->piece[STATE_OPEN], &pk);
 	msgpack_pack_map(&pk, 2);
 	pbus_pack_kv_bool(&pk, "uri_validated", true);
 	pbus_pack_key(&pk, "original_uri");
 	/* result metadata */
-	rt_sbuf_packer(&rf->piece[PASSED], &pk);
+	sbuf_packer(&rf->piece[PASSED], &pk);
 	msgpack_pack_map(&pk, 1);
 	pbus_pack_kv_str(&pk, "validation", "passed");
 	for (int i = 0; i < NPIECES; i++)
@@ -193,7 +193,7 @@ static int merge_md(void *arg, msgpack_packer *pk)
 {
 	const struct pre_md *m = arg;
 
-	return rt_mp_merge(m->md, m->over, pk);
+	return pbus_mp_merge(m->md, m->over, pk);
 }
 
 static int on_pre(struct pbus_call *c, void *arg)
@@ -215,7 +215,7 @@ static int on_pre(struct pbus_call *c, void *arg)
 	ret = pbus_call_payload_view(c, &pl);
 	if (ret)
 		return ret == -ENOENT ? 0 : ret;
-	rt_mp_get_keys(pl, pl_keys, plv, 2); /* absent: empty views */
+	pbus_mp_get_keys(pl, pl_keys, plv, 2); /* absent: empty views */
 	pbus_mp_str(plv[0], &uri, &un);
 	s = url_clean(uri, un, &rf->clean, &n);
 	if (url_split(s, n, &u, &err)) {
@@ -261,35 +261,35 @@ static int on_pre(struct pbus_call *c, void *arg)
 	/* Valid: payload metadata {**metadata, validated, ...}, written
 	 * straight into the answer (only the new keys are packed apart). */
 	pbus_call_gctx_view(c, &g);
-	rt_mp_get_keys(g, g_keys, gv, 2);
+	pbus_mp_get_keys(g, g_keys, gv, 2);
 	if (pbus_mp_type(plv[1]) == PBUS_MP_MAP)
 		m.md = plv[1];
 	pk = pbus_mbuf_init(&b, mem, sizeof(mem));
-	rt_pack_piece(pk, &rf->piece[MD_OPEN]);
+	sbuf_pack_piece(pk, &rf->piece[MD_OPEN]);
 	pbus_mp_pack_cstr(pk, scheme);
-	rt_pack_piece(pk, &rf->piece[MD_REQUEST_ID]);
+	sbuf_pack_piece(pk, &rf->piece[MD_REQUEST_ID]);
 	if (pbus_mp_copy(pk, gv[0]))
 		msgpack_pack_nil(pk);
-	rt_pack_piece(pk, &rf->piece[MD_USER]);
+	sbuf_pack_piece(pk, &rf->piece[MD_USER]);
 	if (pbus_mp_copy(pk, gv[1]))
 		msgpack_pack_nil(pk);
-	rt_pack_piece(pk, &rf->piece[MD_CLOSE]);
-	ret = rt_mbuf_view(&b, &m.over);
+	sbuf_pack_piece(pk, &rf->piece[MD_CLOSE]);
+	ret = pbus_mbuf_bytes(&b, &m.over);
 	if (!ret)
-		ret = rt_call_modify_set_fn(c, pl, "metadata", merge_md, &m);
+		ret = pbus_call_modify_set_fn(c, pl, "metadata", merge_md, &m);
 	if (ret) {
 		pbus_mbuf_fini(&b);
 		return ret;
 	}
 	/* Local state for the post-fetch, result metadata. */
 	pbus_mbuf_reset(&b);
-	rt_pack_piece(pk, &rf->piece[STATE_OPEN]);
+	sbuf_pack_piece(pk, &rf->piece[STATE_OPEN]);
 	pbus_mp_pack_strn(pk, uri, un);
-	ret = rt_mbuf_view(&b, &mv);
+	ret = pbus_mbuf_bytes(&b, &mv);
 	if (!ret)
-		ret = rt_call_state_merge_own(c, mv);
+		ret = pbus_call_state_merge(c, mv);
 	pbus_mbuf_fini(&b);
-	rt_pack_piece(pbus_call_metadata(c), &rf->piece[PASSED]);
+	sbuf_pack_piece(pbus_call_metadata(c), &rf->piece[PASSED]);
 	return ret;
 }
 

@@ -3,8 +3,9 @@
  * Private helpers shared by the sample agents (every .c file of
  * agents/runtime is linked into every agent): a growable byte buffer, UTF-8
  * counting, Python-`re` compatible regular expressions on PCRE2 (search,
- * finditer and re.sub with Python's replacement templates), Python's
- * urlsplit() host rules, and map writers for answers built on every call.
+ * finditer and re.sub with Python's replacement templates) and Python's
+ * urlsplit() host rules. Reading and writing msgpack is libpbus's
+ * (<pbus/mp.h>, <pbus/agent_util.h>), not the runtime's.
  *
  * Not a public API: agents include it as "../runtime/rt.h". Nothing here is
  * thread-safe (a compiled pattern owns its match data); agents serve calls
@@ -44,6 +45,16 @@ static inline void sbuf_reset(struct sbuf *b)
 	b->err = 0;
 }
 void sbuf_fini(struct sbuf *b);
+
+/* A packer that appends to @b (errors stick in b->err). Returns @pk. */
+msgpack_packer *sbuf_packer(struct sbuf *b, msgpack_packer *pk);
+
+/* Write @b's bytes through @pk as they are: a piece of msgpack packed once,
+ * at start-up (not necessarily one whole object). 0 or -ENOBUFS. */
+static inline int sbuf_pack_piece(msgpack_packer *pk, const struct sbuf *b)
+{
+	return b->len && pk->callback(pk->data, b->p, b->len) ? -ENOBUFS : 0;
+}
 
 /* ---------------------------------------------------------------- UTF-8 */
 
@@ -149,81 +160,5 @@ bool host_eq(const char *a, size_t an, const char *b, size_t bn);
 
 /* @host equals @domain or is a subdomain of it (same rules). */
 bool host_in_domain(const char *host, size_t hn, const char *domain, size_t dn);
-
-/* ---------------------------------------------------------------- maps */
-
-/*
- * pbus_mp_merge(), byte for byte and error for error, without its per
- * comparison decoding: keys are decoded once. For views of validated
- * documents (mpmap.c).
- */
-int rt_mp_merge(struct pbus_mp base, struct pbus_mp over, msgpack_packer *pk);
-
-/* Most keys rt_mp_get_keys() looks up at once. */
-#define RT_KEYS_MAX 8
-
-/*
- * pbus_mp_get() for @n (<= RT_KEYS_MAX) string keys in one pass over @map:
- * vals[i] is the value of the first occurrence of keys[i], or the empty
- * view when it is absent. Returns 0, -EINVAL @map is not a map (every
- * vals[i] empty), -EBADMSG malformed.
- */
-int rt_mp_get_keys(struct pbus_mp map, const char *const *keys,
-		   struct pbus_mp *vals, unsigned n);
-
-/* pbus_mp_get() (same returns) through rt_mp_get_keys(). */
-int rt_mp_get(struct pbus_mp map, const char *key, struct pbus_mp *val);
-
-/* Writes exactly one object through @pk: 0 or -errno. */
-typedef int rt_mp_value_fn(void *arg, msgpack_packer *pk);
-
-/*
- * pbus_mp_set(@map, @key, <value>, @pk) where <value> is what @fn writes,
- * straight into @pk (nothing is packed twice). Same output and errors;
- * @fn's error is returned as it is. For views of validated documents.
- */
-int rt_mp_set_fn(struct pbus_mp map, const char *key, rt_mp_value_fn *fn,
-		 void *arg, msgpack_packer *pk);
-
-/* pbus_call_modify_set(@c, @key, <value>) where <value> is what @fn writes
- * and @pl is the call's payload view (pbus_call_payload_view()). */
-int rt_call_modify_set_fn(struct pbus_call *c, struct pbus_mp pl,
-			  const char *key, rt_mp_value_fn *fn, void *arg);
-
-/* pbus_call_rewrite() on the payload view @pl the handler already took
- * (pbus_call_payload_view()): the payload is not validated twice. */
-int rt_call_rewrite(struct pbus_call *c, struct pbus_mp pl, const char *pattern,
-		    pbus_mp_rewrite_fn *fn, void *arg);
-
-/* pbus_call_state_merge() and pbus_call_local_metadata_merge() on
- * rt_mp_merge(): same answers. */
-int rt_call_state_merge(struct pbus_call *c, struct pbus_mp over);
-/* rt_call_state_merge() for an @over the agent packed itself (msgpack-c's
- * map head) with distinct keys: with no state yet, @over is the answer and
- * is copied as it is. */
-int rt_call_state_merge_own(struct pbus_call *c, struct pbus_mp over);
-int rt_call_local_metadata_merge(struct pbus_call *c, struct pbus_mp over);
-
-/* pbus_mp_pack_strn() for a non-NULL @s, in one write when it is short
- * (a fixstr: under 32 bytes). Same bytes. 0 or -ENOBUFS. */
-int rt_pack_strn(msgpack_packer *pk, const char *s, size_t n);
-
-/* pbus_pack_key() through rt_pack_strn(): @key, then @pk for its value. */
-msgpack_packer *rt_pack_key(msgpack_packer *pk, const char *key);
-
-/* A packer that appends to @b (errors stick in b->err). Returns @pk. */
-msgpack_packer *rt_sbuf_packer(struct sbuf *b, msgpack_packer *pk);
-
-/* Append @b's bytes, already msgpack (a piece packed once, at start-up),
- * through @pk. 0 or -ENOBUFS. */
-static inline int rt_pack_piece(msgpack_packer *pk, const struct sbuf *b)
-{
-	return b->len && pk->callback(pk->data, b->p, b->len) ? -ENOBUFS : 0;
-}
-
-/* The one object the agent itself packed into @b: 0 and *out, -ENOMEM a
- * spill failed, -EBADMSG nothing packed. Unlike pbus_mbuf_view() it does
- * not walk the bytes again; use it only on the agent's own packing. */
-int rt_mbuf_view(const struct pbus_mbuf *b, struct pbus_mp *out);
 
 #endif /* PBUS_AGENTS_RT_H */

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Agent runtime: a growable byte buffer and UTF-8 counting (rt.h). Python
+ * Agent runtime: a growable byte buffer (which msgpack can be packed into)
+ * and UTF-8 counting (rt.h). Python
  * measures strings in code points, so the agents that compare lengths or cut
  * text (output_length_guard, pii_filter's partial masks) count the same way.
  */
@@ -98,6 +99,17 @@ void sbuf_fini(struct sbuf *b)
 {
 	free(b->p);
 	memset(b, 0, sizeof(*b));
+}
+
+static int sbuf_write(void *data, const char *buf, size_t n)
+{
+	return sbuf_add(data, buf, n) ? -1 : 0;
+}
+
+msgpack_packer *sbuf_packer(struct sbuf *b, msgpack_packer *pk)
+{
+	msgpack_packer_init(pk, b, sbuf_write);
+	return pk;
 }
 
 size_t utf8_clen(const char *s, size_t n)

@@ -96,6 +96,15 @@ int pbus_call_rewrite(struct pbus_call *c, const char *pattern,
 		      pbus_mp_rewrite_fn *fn, void *arg);
 
 /*
+ * pbus_call_rewrite() on @pl, the payload view the handler already took
+ * with pbus_call_payload_view() (the empty view when there was none), so
+ * the payload is not validated a second time. Same returns.
+ */
+int pbus_call_rewrite_view(struct pbus_call *c, struct pbus_mp pl,
+			   const char *pattern, pbus_mp_rewrite_fn *fn,
+			   void *arg);
+
+/*
  * Answer a modified payload in which the string at @path (a literal dotted
  * path, "result.text") is replaced by @s[0, @n). Returns 1, 0 when there is
  * no string at @path (nothing written), or -errno.
@@ -109,6 +118,24 @@ int pbus_call_replace_str(struct pbus_call *c, const char *path, const char *s,
  */
 int pbus_call_modify_set(struct pbus_call *c, const char *key,
 			 struct pbus_mp val);
+
+/*
+ * The hot-path form of pbus_call_modify_set(): on @pl, the payload view the
+ * handler already took (the empty view when there was none), with the new
+ * value written by @fn straight into the answer (pbus_mp_set_fn()).
+ * Returns 0 or -errno: -EINVAL payload not a map (refused before anything is
+ * written), @fn's own error.
+ *
+ *	static int merged(void *arg, msgpack_packer *pk)   // {cur, over}
+ *	{
+ *		const struct pbus_mp *m = arg;
+ *		return pbus_mp_merge(m[0], m[1], pk);
+ *	}
+ *	struct pbus_mp m[2] = {cur_metadata, over};
+ *	pbus_call_modify_set_fn(c, pl, "metadata", merged, m);
+ */
+int pbus_call_modify_set_fn(struct pbus_call *c, struct pbus_mp pl,
+			    const char *key, pbus_mp_value_fn *fn, void *arg);
 
 /* ------------------------------------------------------------ answering */
 
@@ -201,6 +228,15 @@ void pbus_mbuf_reset(struct pbus_mbuf *b);
 /* Validate what was packed: 0 and *out, -ENOMEM a spill failed, -EBADMSG
  * not exactly one object. */
 int pbus_mbuf_view(const struct pbus_mbuf *b, struct pbus_mp *out);
+/*
+ * What was packed, as a view, without validating it: O(1) where
+ * pbus_mbuf_view() is O(len). For your own packing handed to a writer that
+ * validates its input anyway (pbus_mp_merge(), pbus_mp_set(),
+ * pbus_call_state_merge(), ...) or copied with pbus_mp_copy(); readers are
+ * safe on it too (they check every length). 0 and *out, -ENOMEM a spill
+ * failed, -EBADMSG nothing was packed.
+ */
+int pbus_mbuf_bytes(const struct pbus_mbuf *b, struct pbus_mp *out);
 void pbus_mbuf_fini(struct pbus_mbuf *b);
 
 /* ------------------------------------------------------------ config */

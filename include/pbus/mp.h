@@ -118,6 +118,13 @@ typedef int pbus_mp_rewrite_fn(const struct pbus_mp_path *path, const char *s,
  */
 typedef msgpack_packer *pbus_mp_sink_fn(void *arg);
 
+/*
+ * Value callback for pbus_mp_set_fn(): write exactly one object through
+ * @pk, which is the writer's own output, and return 0; or return -errno
+ * (the writer then fails with that value).
+ */
+typedef int pbus_mp_value_fn(void *arg, msgpack_packer *pk);
+
 /* ------------------------------------------------------------ parsing */
 
 /*
@@ -196,6 +203,18 @@ int64_t pbus_mp_count(struct pbus_mp v);
 int pbus_mp_get(struct pbus_mp map, const char *key, struct pbus_mp *val);
 int pbus_mp_getn(struct pbus_mp map, const char *key, size_t klen,
 		 struct pbus_mp *val);
+
+/*
+ * pbus_mp_get() for @n string keys (NUL-terminated) in one pass over @map
+ * (one pass per 16 keys): vals[i] is the value of the first occurrence of
+ * keys[i], or the empty view when it is absent. Returns the number of keys
+ * found (0..@n), -EINVAL @map is not a map, a key is NULL or @n > INT_MAX,
+ * -EBADMSG malformed; on an error every vals[i] is the empty view. Each key
+ * gives the answer pbus_mp_get() would, and the walk stops once all are
+ * found.
+ */
+int pbus_mp_get_keys(struct pbus_mp map, const char *const *keys,
+		     struct pbus_mp *vals, size_t n);
 
 /* Element @i of @array: 0 and *val, -ENOENT out of range, -EINVAL not an
  * array, -EBADMSG malformed. */
@@ -290,13 +309,26 @@ size_t pbus_mp_path_format(const struct pbus_mp_path *path, char *buf,
  * appended. @map may be nil or the empty view (an empty map). Returns 0,
  * -EINVAL @map is not a map, -EBADMSG @map or @val malformed (@val must be
  * exactly one object, nested at most PBUS_MP_MAX_DEPTH - 1 deep so that the
- * result stays readable), -ENOBUFS write failure. Nothing is written on
- * -EINVAL/-EBADMSG.
+ * result stays readable), -E2BIG a new key would make 2^32 pairs, -ENOBUFS
+ * write failure. Nothing is written on -EINVAL/-EBADMSG/-E2BIG.
  */
 int pbus_mp_set(struct pbus_mp map, const char *key, struct pbus_mp val,
 		msgpack_packer *pk);
 int pbus_mp_setn(struct pbus_mp map, const char *key, size_t klen,
 		 struct pbus_mp val, msgpack_packer *pk);
+
+/*
+ * pbus_mp_set() with the new value written by @fn straight into @pk, where
+ * the value goes: nothing is packed apart, validated and copied. @fn is
+ * called once, unless @map is refused first (nothing is then written), and
+ * may itself call a writer on @pk (a set or merge of a nested map). What it
+ * writes is trusted, not checked: exactly one object, nested at most
+ * PBUS_MP_MAX_DEPTH - 1 deep. Returns 0, @fn's error (a positive return
+ * counts as -EINVAL), or as pbus_mp_set(): -EINVAL (@key or @fn NULL too),
+ * -EBADMSG @map malformed, -E2BIG, -ENOBUFS.
+ */
+int pbus_mp_set_fn(struct pbus_mp map, const char *key, pbus_mp_value_fn *fn,
+		   void *arg, msgpack_packer *pk);
 
 /*
  * Write the shallow merge of two maps: every key of @base in its order, with
@@ -305,7 +337,8 @@ int pbus_mp_setn(struct pbus_mp map, const char *key, size_t klen,
  * map counts). Either map may be nil or the empty view. Returns 0, -EINVAL
  * not a map, -EBADMSG malformed, -E2BIG a map has more than PBUS_MP_MERGE_MAX
  * entries, -ENOBUFS write failure. Nothing is written unless it returns 0
- * or -ENOBUFS. O((n + m)^2) key comparisons, on a fixed stack budget.
+ * or -ENOBUFS. Each key is decoded once; then O((n + m)^2) comparisons of
+ * decoded keys, on a fixed stack budget (about 24 KiB).
  */
 int pbus_mp_merge(struct pbus_mp base, struct pbus_mp over, msgpack_packer *pk);
 

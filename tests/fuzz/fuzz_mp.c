@@ -15,7 +15,14 @@
  *  - Rewrites: keeping every string must reproduce the input byte for byte
  *    (return 0); replacing strings must produce valid msgpack (return 1 when
  *    any was replaced); rewrite_at/rewrite_lazy with patterns from a table.
- *  - set and merge must produce valid maps holding the values they promise.
+ *  - set and merge must produce valid maps holding the values they promise;
+ *    set_fn (the value written by a callback) exactly what set writes, with
+ *    the callback called once, or never when the map is refused; merge
+ *    exactly the bytes and errors of a naive model built on the public
+ *    readers (first occurrences, strings compared by content, anything
+ *    else by its encoding).
+ *  - get_keys gives, key by key, what get gives, and the number found;
+ *    pack_strn the bytes msgpack-c packs.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -61,6 +68,57 @@ static int same(struct pbus_mp a, struct pbus_mp b)
 	return a.len == b.len && (!a.len || !memcmp(a.p, b.p, a.len));
 }
 
+/* ------------------------------------------------------------ get_keys */
+
+static const char *const fixed_keys[] = {"args", "", "state", "a", "x"};
+
+/*
+ * pbus_mp_get_keys() on @v for the fixed keys and up to 3 string keys of
+ * @v itself (so that hits are common), checked against pbus_mp_get().
+ */
+static void get_keys(struct pbus_mp v)
+{
+	char own[3][32];
+	const char *keys[8];
+	struct pbus_mp vals[8], x, k;
+	struct pbus_mp_iter it;
+	unsigned n = 0, found = 0, bad = 0, inval = 0;
+	int r, g;
+
+	for (unsigned i = 0; i < 5; i++)
+		keys[n++] = fixed_keys[i];
+	if (v.len && !pbus_mp_iter_init(v, &it) && it.is_map)
+		while (n < 8 && pbus_mp_next(&it, &k, NULL) > 0) {
+			const char *s;
+			size_t sl;
+
+			if (pbus_mp_str(k, &s, &sl) || sl >= sizeof(own[0]))
+				continue;
+			memcpy(own[n - 5], s, sl);
+			own[n - 5][sl] = 0;
+			keys[n] = own[n - 5];
+			n++;
+		}
+	r = pbus_mp_get_keys(v, keys, vals, n);
+	for (unsigned i = 0; i < n; i++) {
+		g = pbus_mp_get(v, keys[i], &x);
+		CHECK(g == 0 || g == -ENOENT || g == -EINVAL || g == -EBADMSG);
+		found += g == 0;
+		bad += g == -EBADMSG;
+		inval += g == -EINVAL;
+		if (r >= 0 && g == 0)
+			CHECK(same(vals[i], x) && vals[i].p == x.p);
+		else
+			CHECK(!vals[i].p && !vals[i].len);
+	}
+	if (r >= 0)
+		CHECK(!bad && !inval && (unsigned)r == found);
+	else if (r == -EBADMSG)
+		CHECK(bad > 0);
+	else
+		CHECK(r == -EINVAL && inval == n);
+}
+
 /* ------------------------------------------------------------ raw views */
 
 static void poke_scalars(struct pbus_mp v)
@@ -102,6 +160,7 @@ static void poke_raw(struct pbus_mp v)
 
 	poke_scalars(v);
 	(void)pbus_mp_count(v);
+	get_keys(v);
 	(void)pbus_mp_get(v, "args", &x);
 	(void)pbus_mp_getn(v, "", 0, &x);
 	(void)pbus_mp_index(v, 3, &x);
@@ -134,6 +193,8 @@ static void walk(struct pbus_mp v, unsigned depth)
 	}
 	/* the root container is depth 1 */
 	CHECK(depth <= PBUS_MP_MAX_DEPTH);
+	if (t == PBUS_MP_MAP && depth <= 4)
+		get_keys(v);
 	cnt = pbus_mp_count(v);
 	CHECK(cnt >= 0);
 	CHECK(pbus_mp_iter_init(v, &it) == 0);
@@ -314,6 +375,139 @@ static void rewrites(struct pbus_mp v, unsigned ctl)
 	out_fini(&lazy_out);
 }
 
+/* ------------------------------------------------------------ model */
+
+/* Strings by their content, whatever the head; other keys by encoding. */
+static bool key_eq(struct pbus_mp a, struct pbus_mp b)
+{
+	const char *s, *t;
+	size_t n, m;
+	bool as = !pbus_mp_str(a, &s, &n), bs = !pbus_mp_str(b, &t, &m);
+
+	if (as || bs)
+		return as && bs && n == m && !memcmp(s, t, n);
+	return a.len == b.len && !memcmp(a.p, b.p, a.len);
+}
+
+struct model_map {
+	unsigned n;
+	struct pbus_mp k[PBUS_MP_MERGE_MAX], v[PBUS_MP_MERGE_MAX];
+};
+
+static struct model_map mb, mo;
+
+/* merge's checks on one input, in its order; then its pairs. */
+static int model_load(struct pbus_mp m, struct model_map *r)
+{
+	struct pbus_mp_iter it;
+	struct pbus_mp v;
+
+	r->n = 0;
+	if (!m.p || !m.len || (m.len == 1 && m.p[0] == 0xc0))
+		return 0;
+	if (pbus_mp_type(m) == PBUS_MP_INVALID)
+		return -EBADMSG;
+	if (pbus_mp_type(m) != PBUS_MP_MAP)
+		return -EINVAL;
+	if (pbus_mp_count(m) > PBUS_MP_MERGE_MAX)
+		return -E2BIG;
+	if (pbus_mp_open(m.p, m.len, &v))
+		return -EBADMSG;
+	CHECK(pbus_mp_iter_init(m, &it) == 0);
+	while (pbus_mp_next(&it, &r->k[r->n], &r->v[r->n]) > 0)
+		r->n++;
+	CHECK(r->n == (unsigned)pbus_mp_count(m));
+	return 0;
+}
+
+static int model_find(const struct model_map *r, unsigned lim, struct pbus_mp k)
+{
+	for (unsigned i = 0; i < lim; i++)
+		if (key_eq(r->k[i], k))
+			return (int)i;
+	return -1;
+}
+
+static int model_merge(struct pbus_mp base, struct pbus_mp over,
+		       msgpack_packer *pk)
+{
+	uint32_t count = 0;
+	int r = model_load(base, &mb), j;
+
+	if (!r)
+		r = model_load(over, &mo);
+	if (r)
+		return r;
+	for (unsigned i = 0; i < mb.n; i++)
+		count += model_find(&mb, i, mb.k[i]) < 0;
+	for (unsigned i = 0; i < mo.n; i++)
+		count += model_find(&mo, i, mo.k[i]) < 0 &&
+			 model_find(&mb, mb.n, mo.k[i]) < 0;
+	msgpack_pack_map(pk, count);
+	for (unsigned i = 0; i < mb.n; i++) {
+		if (model_find(&mb, i, mb.k[i]) >= 0)
+			continue;
+		j = model_find(&mo, mo.n, mb.k[i]);
+		pbus_mp_copy(pk, mb.k[i]);
+		pbus_mp_copy(pk, j >= 0 ? mo.v[j] : mb.v[i]);
+	}
+	for (unsigned i = 0; i < mo.n; i++)
+		if (model_find(&mo, i, mo.k[i]) < 0 &&
+		    model_find(&mb, mb.n, mo.k[i]) < 0) {
+			pbus_mp_copy(pk, mo.k[i]);
+			pbus_mp_copy(pk, mo.v[i]);
+		}
+	return 0;
+}
+
+/* ------------------------------------------------------------ set, merge */
+
+struct value {
+	struct pbus_mp v; /* written as it is */
+	int ret;	  /* or, when v is empty, returned */
+	unsigned calls;
+};
+
+static int value_cb(void *arg, msgpack_packer *pk)
+{
+	struct value *val = arg;
+
+	val->calls++;
+	if (!val->v.len)
+		return val->ret;
+	return pbus_mp_copy(pk, val->v);
+}
+
+/* pbus_mp_set_fn() must write what pbus_mp_set() writes. */
+static void set_fn(struct pbus_mp a, const char *key, struct pbus_mp b,
+		   int set_ret, const struct out *set_out)
+{
+	struct value val = {.v = b};
+	struct out out;
+	int r;
+
+	out_init(&out);
+	r = pbus_mp_set_fn(a, key, value_cb, &val, &out.pk);
+	if (set_ret == 0) {
+		CHECK(r == 0 && val.calls == 1);
+		CHECK(out.sb.size == set_out->sb.size &&
+		      !memcmp(out.sb.data, set_out->sb.data, out.sb.size));
+	} else if (r) {
+		/* the map refused, as set refused it, before any callback
+		 * (set may refuse @b itself, which set_fn does not check) */
+		CHECK(r == set_ret && val.calls == 0 && out.sb.size == 0);
+	}
+	out_fini(&out);
+
+	/* a failing callback: its error, as it is */
+	memset(&val, 0, sizeof(val));
+	val.ret = -EPERM;
+	out_init(&out);
+	r = pbus_mp_set_fn(a, key, value_cb, &val, &out.pk);
+	CHECK(val.calls ? r == -EPERM : r == -EINVAL || r == -EBADMSG);
+	out_fini(&out);
+}
+
 static void set_and_merge(struct pbus_mp a, int a_ok, struct pbus_mp b,
 			  int b_ok, unsigned ctl)
 {
@@ -337,6 +531,7 @@ static void set_and_merge(struct pbus_mp a, int a_ok, struct pbus_mp b,
 	}
 	if (a_ok && b_ok && pbus_mp_type(a) == PBUS_MP_MAP)
 		CHECK(r == 0);
+	set_fn(a, key, b, r, &out);
 	out_fini(&out);
 
 	/* merge */
@@ -367,7 +562,33 @@ static void set_and_merge(struct pbus_mp a, int a_ok, struct pbus_mp b,
 		CHECK(r == -EINVAL || r == -EBADMSG || r == -E2BIG);
 		CHECK(out.sb.size == 0);
 	}
+	/* byte for byte and error for error, the model's answer */
+	{
+		struct out want;
+
+		out_init(&want);
+		CHECK(model_merge(a, b, &want.pk) == r);
+		if (!r)
+			CHECK(want.sb.size == out.sb.size &&
+			      !memcmp(want.sb.data, out.sb.data, out.sb.size));
+		out_fini(&want);
+	}
 	out_fini(&out);
+}
+
+/* pbus_mp_pack_strn() packs what msgpack-c packs, in fewer writes. */
+static void pack_str(const uint8_t *s, size_t n)
+{
+	struct out a, b;
+
+	out_init(&a);
+	out_init(&b);
+	CHECK(pbus_mp_pack_strn(&a.pk, (const char *)s, n) == 0);
+	msgpack_pack_str_with_body(&b.pk, s, n);
+	CHECK(a.sb.size == b.sb.size &&
+	      !memcmp(a.sb.data, b.sb.data, a.sb.size));
+	out_fini(&a);
+	out_fini(&b);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -419,6 +640,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!b_ok)
 		b = (struct pbus_mp){copy + split, size - split};
 	set_and_merge(a, a_ok, b, b_ok, ctl);
+	pack_str(copy, split);
 	free(copy);
 	return 0;
 }
