@@ -187,21 +187,34 @@ static void decode(struct chain *c, const struct pbus_result *pr, int st,
 			set_err(r, -EBADMSG, "unreadable answer");
 			return;
 		}
-		if (!pbus_mp_get(body, "error", &v)) {
+		/* one pass over the answer for every key it may hold */
+		static const char *const keys[] = {
+			"error",	"modified_payload", "violation",
+			"metadata",	"state",	    "local_metadata",
+			"global_state", "http_headers",
+		};
+		struct pbus_mp kv[8];
+
+		_Static_assert(sizeof(keys) / sizeof(keys[0]) == 8, "kv");
+		if (pbus_mp_get_keys(body, keys, kv, 8) < 0) {
+			set_err(r, -EBADMSG, "unreadable answer");
+			return;
+		}
+		if (kv[0].len) {
 			const char *s = "";
 			size_t n = 0;
 
-			pbus_mp_str(v, &s, &n);
+			pbus_mp_str(kv[0], &s, &n);
 			set_err(r, -EIO, "%.*s", (int)(n > 150 ? 150 : n), s);
 			return;
 		}
-		pbus_mp_get(body, "modified_payload", &r->modified);
-		pbus_mp_get(body, "violation", &r->violation);
-		pbus_mp_get(body, "metadata", &r->metadata);
-		pbus_mp_get(body, "state", &r->state);
-		pbus_mp_get(body, "local_metadata", &r->lmeta);
-		pbus_mp_get(body, "global_state", &r->gstate);
-		pbus_mp_get(body, "http_headers", &r->headers);
+		r->modified = kv[1];
+		r->violation = kv[2];
+		r->metadata = kv[3];
+		r->state = kv[4];
+		r->lmeta = kv[5];
+		r->gstate = kv[6];
+		r->headers = kv[7];
 	}
 	if (pr->flags & PBUS_RF_ERROR) {
 		set_err(r, -EIO, "plugin error");
