@@ -205,7 +205,8 @@ static int chan_setup(struct pbus_chan *ch)
 	ch->req_mask = slots - 1;
 	ch->resp_size = b->o.resp_ring_size;
 	ch->epoch = ++p->next_epoch;
-	size = page_up(PBUS_CHAN_HDR_SIZE + (size_t)slots * 64) +
+	size = page_up(PBUS_CHAN_HDR_SIZE +
+		       (size_t)slots * sizeof(struct pbus_req_desc)) +
 	       ch->resp_size + page_up(p->cfg_len ? p->cfg_len : 1);
 	ret = pbus__region_create("pbus-chan", size, PBUS__SEALS_FIXED,
 				  &ch->shm);
@@ -229,6 +230,7 @@ static int chan_setup(struct pbus_chan *ch)
 	atomic_store(&ch->next_id, 0);
 	ch->req_head_cache = 0;
 	atomic_store(&ch->resp_head, 0);
+	atomic_store(&ch->last_done, UINT64_MAX); /* "id -1": none yet */
 	atomic_store(&ch->prod_lock, 0);
 	atomic_store(&ch->cons_lock, 0);
 	atomic_store(&ch->ewma_ns, 0);

@@ -44,7 +44,10 @@ struct pbus_pending {
 	int32_t status;
 	uint32_t handler_ns;
 	struct pbus_ref body;
-	uint64_t deadline;   /* CLOCK_MONOTONIC ns */
+	/* CLOCK_MONOTONIC ns; UINT64_MAX until the submitter has read the
+	 * clock (after the commit, see submit()). Read by other submitters
+	 * (reclaim), hence atomic. */
+	_Atomic uint64_t deadline;
 	uint64_t t_submit;
 	uint8_t woke;        /* the submit woke a sleeping agent */
 	uint8_t wake_strategy; /* then: spin or sleep (chan.c) */
@@ -76,6 +79,9 @@ struct pbus_chan {
 	_Atomic uint32_t cons_lock __attribute__((aligned(64)));
 	_Atomic uint64_t resp_head;
 	uint64_t bad_at;          /* 1 + position of a bad frame already counted */
+	/* id of the last answer completed (answers come in request order);
+	 * read by submit to tell a lone call from a pipelined one */
+	_Atomic uint64_t last_done;
 
 	/* learned spin: EWMA of response time (ns) */
 	_Atomic uint32_t ewma_ns __attribute__((aligned(64)));

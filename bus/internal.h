@@ -45,6 +45,22 @@ static inline void pbus__cpu_relax(void)
 }
 
 /*
+ * Hint that the cache line holding @p, which another CPU is about to read or
+ * write, should leave our private caches for the shared last-level cache:
+ * the other CPU's miss is then served there instead of by a snoop into our
+ * core. CLDEMOTE is encoded in the reserved-NOP space (0F 1C /0), so CPUs
+ * without it execute a NOP; it never faults and changes no memory.
+ */
+static inline void pbus__cldemote(const volatile void *p)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__asm__ __volatile__(".byte 0x0f, 0x1c, 0x07" ::"D"(p) : "memory");
+#else
+	(void)p;
+#endif
+}
+
+/*
  * Shared (not private) futex wait on @word while it equals @val, until the
  * absolute CLOCK_MONOTONIC @deadline_ns (0: forever). Returns 0 when woken or
  * the value differed, -ETIMEDOUT, or -EINTR.

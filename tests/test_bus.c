@@ -142,6 +142,57 @@ START_TEST(rings_wrap_around_with_varied_sizes)
 }
 END_TEST
 
+/* A call whose payload and contexts fit in the request slot travels inline
+ * (include/pbus/abi.h), a bigger one by reference into the arena. Around
+ * that boundary, with no context, a global one, or both, each echo must
+ * come back byte-identical and the lane's copy must stay as it was. */
+START_TEST(inline_and_referenced_payloads_arrive_intact)
+{
+	static const char ctx[80] =
+		"context bytes, never looked at by the echo";
+	struct env e;
+	char buf[200], want[210];
+
+	env_open(&e, "pbus-passthrough", "echo");
+	for (int k = 0; k < 3; k++) {
+		for (size_t n = 0; n < 120; n++) {
+			struct pbus_call_args a = {
+				.hook = PBUS_HOOK_TOOL_PRE_INVOKE,
+				.timeout_ns = 5000000000ull};
+			struct pbus_result r;
+			const uint8_t *in, *got;
+
+			pbus_lane_reset(e.lane);
+			if (k >= 1)
+				ck_assert_int_eq(pbus_lane_write(e.lane, ctx,
+								 30, &a.gctx),
+						 0);
+			if (k >= 2)
+				ck_assert_int_eq(pbus_lane_write(e.lane, ctx,
+								 40, &a.lctx),
+						 0);
+			for (size_t i = 0; i < n; i++)
+				buf[i] = (char)('a' + (i * 7 + n) % 26);
+			buf[n] = 0;
+			a.payload = pack_str(e.lane, buf);
+			in = pbus_lane_ptr(e.lane, a.payload);
+			ck_assert_ptr_nonnull(in);
+			ck_assert_uint_le(a.payload.len, sizeof(want));
+			memcpy(want, in, a.payload.len);
+			ck_assert_int_eq(pbus_invoke(e.peer, e.lane, &a, &r),
+					 0);
+			ck_assert_uint_eq(r.flags, PBUS_RF_MODIFIED);
+			ck_assert_uint_ge(r.body.len, a.payload.len);
+			got = (const uint8_t *)r.body_ptr + r.body.len -
+			      a.payload.len;
+			ck_assert_int_eq(memcmp(got, want, a.payload.len), 0);
+			ck_assert_int_eq(memcmp(in, want, a.payload.len), 0);
+		}
+	}
+	env_close(&e);
+}
+END_TEST
+
 /* ------------------------------------------------------------ threads */
 
 struct thr {
@@ -289,7 +340,7 @@ START_TEST(call_times_out_and_late_answer_is_dropped)
 	env_open(&e, "agent-forge", NULL);
 	t0 = th_now_ms();
 	ck_assert_int_eq(call_str(&e, "sleep:400", 100, &r), -ETIMEDOUT);
-	ck_assert_uint_lt(th_now_ms() - t0, 100 + 200);
+	ck_assert_uint_lt(th_now_ms() - t0, 100 + th_slack(200));
 	/* the next call is answered after the late one arrives and is dropped */
 	ck_assert_int_eq(call_str(&e, "ok", 5000, &r), 0);
 	pbus_peer_stats(e.peer, &s);
@@ -313,7 +364,7 @@ START_TEST(agent_death_fails_inflight_calls_at_once)
 	}
 	t0 = th_now_ms();
 	ck_assert_int_eq(call_str(&e, "sleep:5000", 10000, &r), -ENOTCONN);
-	ck_assert_uint_lt(th_now_ms() - t0, 2000);
+	ck_assert_uint_lt(th_now_ms() - t0, th_bound(2000, 9000)); /* not 10 s */
 	ck_assert_int_eq(call_str(&e, "ok", 1000, &r), -ENOTCONN);
 	env_close(&e);
 }
@@ -705,6 +756,7 @@ static Suite *bus_suite(void)
 	tcase_add_test(tc, passthrough_answers_continue_unmodified);
 	tcase_add_test(tc, echo_returns_payload_bytes_in_the_lane);
 	tcase_add_test(tc, rings_wrap_around_with_varied_sizes);
+	tcase_add_test(tc, inline_and_referenced_payloads_arrive_intact);
 	tcase_add_test(tc, many_threads_each_get_their_own_answers);
 	tcase_add_test(tc, pipelined_submit_collect_in_order);
 	tcase_add_test(tc, oversize_payload_is_refused_with_emsgsize);

@@ -13,7 +13,9 @@
  *
  *  - A channel (one per agent connection), mapped read-write by both:
  *      [0, PBUS_CHAN_HDR_SIZE)       struct pbus_chan_hdr
- *      [req_off, +req_slots*64)      request ring: struct pbus_req_desc slots
+ *      [req_off, +req_slots*128)     request ring: struct pbus_req_desc slots
+ *                                    (a descriptor line, then a line that
+ *                                    carries the data of small calls inline)
  *      [resp_off, +resp_size)        response ring: byte ring of frames
  *      [cfg_off, +cfg_len)           the plugin's config (msgpack map)
  *
@@ -47,7 +49,7 @@ extern "C" {
 
 #define PBUS_MAGIC 0x53554250u /* "PBUS" */
 #define PBUS_ARENA_MAGIC 0x414e5241u /* "ARNA" */
-#define PBUS_ABI_VERSION 2u
+#define PBUS_ABI_VERSION 3u
 #define PBUS_PROTO_VERSION 1u
 #define PBUS_CACHELINE 64
 #define PBUS_NAME_MAX 64 /* plugin name, NUL included */
@@ -127,10 +129,39 @@ _Static_assert(sizeof(struct pbus_chan_hdr) <= PBUS_CHAN_HDR_SIZE, "shm ABI");
 
 /* Request descriptor flags */
 #define PBUS_REQ_F_NONE 0u
+#define PBUS_REQ_F_INLINE 0x1u /* payload, gctx, lctx are in inl[] */
+
+#define PBUS_REQ_SLOT_SIZE 128u  /* bytes per request slot: two cache lines */
+#define PBUS_REQ_HDR_SIZE 40u    /* the fixed fields, up to inl[] */
+#define PBUS_REQ_INLINE_MAX 88u  /* PBUS_REQ_SLOT_SIZE - PBUS_REQ_HDR_SIZE */
 
 /*
- * One request (gateway -> agent), one cache line. Offsets are into the
- * payload arena; a zero length means "absent".
+ * One request (gateway -> agent): a 128-byte slot, 128-byte aligned (two
+ * cache lines). A zero length means "absent".
+ *
+ * By reference (flags without PBUS_REQ_F_INLINE): the offsets are into the
+ * payload arena, which agents map read-only; only the first line is used.
+ *
+ * Inline (PBUS_REQ_F_INLINE): the bytes of the payload, then of the global
+ * context, then of the local context follow each other in inl[] (lengths as
+ * above, their sum at most PBUS_REQ_INLINE_MAX; a descriptor whose sum is
+ * larger is malformed) and the offsets are absent. The gateway inlines every
+ * call whose parts fit: the agent then gets descriptor and data in the line
+ * it polls and the one next to it, instead of fetching the payload's lines
+ * from the gateway's cache one after the other (on the VMs we measure, each
+ * cross-CPU line transfer costs ~0.1-0.15 us, a good part of a round trip).
+ * Parts of up to 24 bytes in all stay in the first line. The agent may read
+ * inline parts in place: the gateway writes a slot again only after the
+ * agent has published a req_head past it.
+ *
+ * Trust: the request ring lives in the channel, which the agent maps
+ * read-write, so an agent can overwrite inline bytes. That is harmless
+ * because the gateway only ever writes request slots and never reads them
+ * back: the caller's payload stays in its lane of the read-only arena, and
+ * everything the gateway does after the call (chaining the payload to the
+ * next plugin, merging answers) uses that copy. An agent that scribbles on
+ * its own slots can only confuse itself; it never sees another agent's
+ * channel.
  */
 struct pbus_req_desc {
 	uint64_t seq;         /* commit word, written last: request id + 1;
@@ -138,18 +169,31 @@ struct pbus_req_desc {
 	uint32_t epoch;       /* must equal the channel's epoch */
 	uint16_t hook;        /* enum pbus_hook */
 	uint16_t flags;       /* PBUS_REQ_F_* */
-	uint64_t payload_off; /* msgpack map: the hook's payload */
-	uint32_t payload_len;
-	uint32_t gctx_len;
-	uint64_t gctx_off;    /* msgpack map: global context */
-	uint64_t lctx_off;    /* msgpack map: this plugin's local context */
-	uint32_t lctx_len;
+	uint32_t payload_len; /* msgpack map: the hook's payload */
+	uint32_t gctx_len;    /* msgpack map: global context */
+	uint32_t lctx_len;    /* msgpack map: this plugin's local context */
 	uint32_t cpu;         /* CPU of the submitting gateway thread */
-	uint64_t deadline_ns; /* CLOCK_MONOTONIC; the gateway gives up after it */
+	uint64_t timeout_ns;  /* the gateway gives up this long after it
+			       * committed the slot (informational) */
+	union {
+		struct {                  /* by reference */
+			uint64_t payload_off; /* arena offsets */
+			uint64_t gctx_off;
+			uint64_t lctx_off;
+		};
+		uint8_t inl[PBUS_REQ_INLINE_MAX]; /* PBUS_REQ_F_INLINE */
+	};
 };
-_Static_assert(sizeof(struct pbus_req_desc) == 64, "shm ABI");
-_Static_assert(offsetof(struct pbus_req_desc, payload_off) == 16, "shm ABI");
-_Static_assert(offsetof(struct pbus_req_desc, deadline_ns) == 56, "shm ABI");
+_Static_assert(sizeof(struct pbus_req_desc) == PBUS_REQ_SLOT_SIZE, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, payload_len) == 16, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, timeout_ns) == 32, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, payload_off) ==
+		       PBUS_REQ_HDR_SIZE, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, lctx_off) == 56, "shm ABI");
+_Static_assert(offsetof(struct pbus_req_desc, inl) == PBUS_REQ_HDR_SIZE,
+	       "shm ABI");
+_Static_assert(PBUS_REQ_HDR_SIZE + PBUS_REQ_INLINE_MAX == PBUS_REQ_SLOT_SIZE,
+	       "shm ABI");
 
 /* Response frame types */
 #define PBUS_FRAME_RESP 1u

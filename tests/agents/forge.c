@@ -226,7 +226,9 @@ int main(void)
 		d.seq--; /* now the request id */
 		head++;
 		__atomic_store_n(&h->req_head, head, __ATOMIC_RELEASE);
-		p = arena + d.payload_off;
+		/* small payloads travel inline in the slot (abi.h) */
+		p = (d.flags & PBUS_REQ_F_INLINE) ? d.inl
+						  : arena + d.payload_off;
 		if (d.payload_len >= 1 && (p[0] & 0xe0) == 0xa0) {
 			n = p[0] & 0x1f;
 			if (n < sizeof(cmd) && n + 1 <= d.payload_len)

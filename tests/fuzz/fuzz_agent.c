@@ -11,15 +11,23 @@
  *  - mode "ring" (slot "fa"): writes request descriptors straight into the
  *    request ring through the agent's channel mapping (pbus__agent_hdr()):
  *    offsets and lengths (exact, shifted, raw, at the arena's end, the whole
- *    arena), hooks, epochs, commit words, CPUs; and scribbles on the header
- *    words a gateway owns (resp_head, closing, doorbells). Then it polls the
- *    agent and reads the response ring back like a gateway, checking that the
- *    agent answered each request in order with well-formed frames.
+ *    arena), inline parts (lengths that fit, that overflow the slot, that
+ *    wrap a 32-bit sum) with their bytes, hooks, flags, epochs, commit
+ *    words, CPUs; and scribbles on the header words a gateway owns
+ *    (resp_head, closing, doorbells). Then it polls the agent and reads the
+ *    response ring back like a gateway, checking that the agent answered
+ *    each request in order with well-formed frames.
  *
  *  - mode "submit" (slot "fb"): the same references go through pbus_submit()
- *    (which refuses what is out of the arena), then the agent is polled and
- *    every ticket collected: an agent that is not disturbed must answer every
- *    call it was given.
+ *    (which refuses what is out of the arena, and inlines what fits the
+ *    slot), then the agent is polled and every ticket collected: an agent
+ *    that is not disturbed must answer every call it was given.
+ *
+ * Oracle for what a handler sees: the fuzzer remembers what it put in each
+ * request slot of "fa" (and what it submitted on "fb"), and every handler
+ * call checks that the payload and contexts are exactly those: the arena
+ * bytes in place for a reference, a copy of the slot's bytes for inline
+ * parts. A malformed descriptor must not reach a handler at all.
  *
  * Payload bytes come from the input and are written into a lane of the
  * arena; handler behaviours (violate, fail, rewrite, merge state, metadata,
@@ -97,6 +105,21 @@ static struct {
 
 static uint8_t big_buf[300000];
 
+/* What a handler must be given for one request (see the file comment). */
+enum { EXP_NONE = 0, EXP_REF, EXP_INLINE, EXP_BYTES };
+
+struct expect {
+	int kind;
+	uint64_t off[3]; /* EXP_REF: the parts' arena offsets, in place;
+			  * EXP_BYTES: where the same bytes are */
+	uint32_t len[3];
+	uint8_t inl[PBUS_REQ_INLINE_MAX]; /* EXP_INLINE: the slot's bytes */
+};
+
+static struct expect exp_fa[SLOTS]; /* by slot: what we last wrote there */
+static struct expect exp_fb[SLOTS]; /* by order of submission */
+static unsigned fb_served;
+
 /* ------------------------------------------------------------ input */
 
 struct in {
@@ -140,18 +163,85 @@ static int upper(const struct pbus_mp_path *path, const char *s, size_t n,
 	return pbus_mp_pack_strn(pk, b, n) ? -ENOBUFS : 1;
 }
 
-static void check_in_arena(struct pbus_call *c, const void *p, size_t len)
+/* Whatever the descriptor said, a part handed to a handler is either in
+ * the arena or a small inline copy: ASan checks that it is readable. */
+static void check_readable(const void *p, size_t len)
 {
-	struct pbus_agent *a = pbus_call_agent(c);
-	size_t alen;
-	const uint8_t *base = pbus__agent_arena(a, &alen);
+	volatile uint8_t x = 0;
 
 	if (!p) {
 		CHECK(len == 0);
 		return;
 	}
-	CHECK((const uint8_t *)p >= base && len <= alen &&
-	      (const uint8_t *)p - base <= (ptrdiff_t)(alen - len));
+	x ^= ((const uint8_t *)p)[0];
+	x ^= ((const uint8_t *)p)[len - 1];
+	(void)x;
+}
+
+static void check_part(const struct expect *x, int i, const uint8_t *p,
+		       size_t n, const uint8_t *arena, const uint8_t *at)
+{
+	CHECK(n == x->len[i]);
+	CHECK(!p == !n);
+	if (!n)
+		return;
+	/* offsets as integers: a raw offset may point anywhere */
+	if (x->kind == EXP_REF)
+		CHECK((uintptr_t)p - (uintptr_t)arena == x->off[i]);
+	else if (x->kind == EXP_BYTES)
+		CHECK(!memcmp(p, arena + x->off[i], n));
+	else
+		CHECK(!memcmp(p, at, n));
+}
+
+/* A slot the real gateway wrote: the inline room past the parts, in the
+ * lines it wrote, is zero (nothing of the gateway's stack leaks). */
+static void check_slot_tail(const struct pbus_req_desc *d)
+{
+	uint64_t total = (uint64_t)d->payload_len + d->gctx_len + d->lctx_len;
+	uint64_t end;
+
+	if (!(d->flags & PBUS_REQ_F_INLINE))
+		return;
+	CHECK(total <= PBUS_REQ_INLINE_MAX);
+	end = total <= PBUS_CACHELINE - PBUS_REQ_HDR_SIZE
+		      ? PBUS_CACHELINE - PBUS_REQ_HDR_SIZE
+		      : PBUS_REQ_INLINE_MAX;
+	for (uint64_t i = total; i < end; i++)
+		CHECK(d->inl[i] == 0);
+}
+
+/* The parts of @c must be what the fuzzer gave for this request. */
+static void check_expected(struct pbus_call *c)
+{
+	struct pbus_agent *a = pbus_call_agent(c);
+	const struct expect *x;
+	const uint8_t *p[3], *at, *arena;
+	size_t n[3];
+
+	if (a == g.fa.agent)
+		x = &exp_fa[pbus_call_id(c) & (SLOTS - 1)];
+	else if (a == g.fb.agent && fb_served < SLOTS)
+		x = &exp_fb[fb_served++];
+	else
+		return;
+	if (a == g.fb.agent)
+		check_slot_tail(&g.fb.req[pbus_call_id(c) & (SLOTS - 1)]);
+	arena = a == g.fa.agent ? g.fa.arena : g.fb.arena;
+	if (x->kind == EXP_NONE)
+		return;
+	p[0] = pbus_call_payload(c, &n[0]);
+	p[1] = pbus_call_global_ctx(c, &n[1]);
+	p[2] = pbus_call_local_ctx(c, &n[2]);
+	/* a handler runs only for a well-formed descriptor */
+	if (x->kind == EXP_INLINE)
+		CHECK((uint64_t)x->len[0] + x->len[1] + x->len[2] <=
+		      PBUS_REQ_INLINE_MAX);
+	at = x->inl;
+	for (int i = 0; i < 3; i++) {
+		check_part(x, i, p[i], n[i], arena, at);
+		at += x->len[i];
+	}
 }
 
 static int handler(struct pbus_call *c, void *arg)
@@ -165,12 +255,13 @@ static int handler(struct pbus_call *c, void *arg)
 
 	(void)arg;
 	CHECK(pbus_call_hook(c) >= 0 && pbus_call_hook(c) < PBUS_HOOK_COUNT);
+	check_expected(c);
 	p = pbus_call_payload(c, &n);
-	check_in_arena(c, p, n);
+	check_readable(p, n);
 	p = pbus_call_global_ctx(c, &n);
-	check_in_arena(c, p, n);
+	check_readable(p, n);
 	p = pbus_call_local_ctx(c, &n);
-	check_in_arena(c, p, n);
+	check_readable(p, n);
 	hp = pbus_call_payload_view(c, &pl);
 	hg = pbus_call_gctx_view(c, &gc);
 	hl = pbus_call_lctx_view(c, &lc);
@@ -274,6 +365,8 @@ static void side_attach(struct side *s)
 	s->cons = 0;
 	s->arena = pbus__agent_arena(s->agent, &s->arena_len);
 	CHECK(s->hdr->req_slots == SLOTS);
+	if (s == &g.fa) /* a fresh ring: no slot holds anything of ours */
+		memset(exp_fa, 0, sizeof(exp_fa));
 }
 
 static void side_reattach(struct side *s)
@@ -451,6 +544,61 @@ static void pick_ref(struct in *in, struct pbus_ref blob, uint64_t asz,
 
 /* ------------------------------------------------------------ mode ring */
 
+/* Inline parts chosen by the input: lengths that fit the slot (split three
+ * ways), raw lengths (sums past the slot, or wrapping 32 bits), or just one
+ * byte too many; the bytes come from the input. */
+static void pick_inline(struct in *in, struct pbus_req_desc *d)
+{
+	uint8_t k = u8(in);
+	uint32_t total, a, b;
+	size_t n;
+
+	d->flags |= PBUS_REQ_F_INLINE;
+	switch (k % 4) {
+	case 0:
+	case 1:
+		total = u8(in) % (PBUS_REQ_INLINE_MAX + 1);
+		a = u8(in) % (total + 1);
+		b = u8(in) % (total - a + 1);
+		d->payload_len = a;
+		d->gctx_len = b;
+		d->lctx_len = total - a - b;
+		break;
+	case 2:
+		d->payload_len = (uint32_t)uN(in, 4);
+		d->gctx_len = (uint32_t)uN(in, 4);
+		d->lctx_len = (uint32_t)uN(in, 4);
+		break;
+	default:
+		d->payload_len = PBUS_REQ_INLINE_MAX + 1 - (k >> 7);
+		d->gctx_len = d->lctx_len = 0;
+		break;
+	}
+	n = in->n < PBUS_REQ_INLINE_MAX ? in->n : PBUS_REQ_INLINE_MAX;
+	memcpy(d->inl, in->p, n);
+	in->p += n;
+	in->n -= n;
+}
+
+/* Remember what the agent must make of the descriptor @d in slot @slot. */
+static void expect_desc(unsigned slot, const struct pbus_req_desc *d)
+{
+	struct expect *x = &exp_fa[slot];
+
+	x->len[0] = d->payload_len;
+	x->len[1] = d->gctx_len;
+	x->len[2] = d->lctx_len;
+	if (d->flags & PBUS_REQ_F_INLINE) {
+		x->kind = EXP_INLINE;
+		memcpy(x->inl, d->inl, sizeof(x->inl));
+		return;
+	}
+	x->kind = EXP_REF;
+	x->off[0] = d->payload_off;
+	x->off[1] = d->gctx_off;
+	x->off[2] = d->lctx_off;
+}
+
 static uint32_t *word_at(struct side *s, uint64_t pos)
 {
 	return (uint32_t *)(s->resp + (pos & (s->rsize - 1)));
@@ -558,12 +706,18 @@ static void mode_ring(struct in *in, struct pbus_ref blob, uint8_t ctl)
 		d.hook = (op & 2) ? (uint16_t)uN(in, 2)
 				  : (uint16_t)(u8(in) % PBUS_HOOK_COUNT);
 		d.flags = (op & 4) ? (uint16_t)uN(in, 2) : 0;
-		pick_ref(in, blob, s->arena_len, &d.payload_off,
-			 &d.payload_len);
-		pick_ref(in, blob, s->arena_len, &d.gctx_off, &d.gctx_len);
-		pick_ref(in, blob, s->arena_len, &d.lctx_off, &d.lctx_len);
+		if (op & 0x10) {
+			pick_inline(in, &d);
+		} else {
+			pick_ref(in, blob, s->arena_len, &d.payload_off,
+				 &d.payload_len);
+			pick_ref(in, blob, s->arena_len, &d.gctx_off,
+				 &d.gctx_len);
+			pick_ref(in, blob, s->arena_len, &d.lctx_off,
+				 &d.lctx_len);
+		}
 		d.cpu = (op & 8) ? (uint32_t)uN(in, 4) : 0;
-		d.deadline_ns = uN(in, 8);
+		d.timeout_ns = uN(in, 8);
 		d.seq = pos + 1;
 		if (op & 0x80) {
 			/* a wrong commit word: the agent must stop there */
@@ -572,6 +726,9 @@ static void mode_ring(struct in *in, struct pbus_ref blob, uint8_t ctl)
 		}
 		memcpy((uint8_t *)&s->req[pos & (SLOTS - 1)] + 8,
 		       (uint8_t *)&d + 8, sizeof(d) - 8);
+		/* the slot's content, whichever commit word later makes
+		 * the agent serve it (ours, or a scribbled one) */
+		expect_desc(pos & (SLOTS - 1), &d);
 		__atomic_store_n(&s->req[pos & (SLOTS - 1)].seq, d.seq,
 				 __ATOMIC_RELEASE);
 		written++;
@@ -611,8 +768,10 @@ static void mode_submit(struct in *in, struct pbus_ref blob, uint8_t ctl)
 	int ret;
 
 	CHECK(ch);
+	fb_served = 0;
 	for (unsigned i = 0; i < k && in->n; i++) {
 		struct pbus_call_args a = {0};
+		struct expect *x = &exp_fb[n];
 
 		a.hook = u8(in) % PBUS_HOOK_COUNT;
 		pick_ref(in, blob, asz, &a.payload.off, &a.payload.len);
@@ -624,6 +783,14 @@ static void mode_submit(struct in *in, struct pbus_ref blob, uint8_t ctl)
 			CHECK(ret == -EINVAL || ret == -EMSGSIZE);
 			continue;
 		}
+		/* inline or not, the agent must see these arena bytes */
+		x->kind = EXP_BYTES;
+		x->off[0] = a.payload.off;
+		x->len[0] = a.payload.len;
+		x->off[1] = a.gctx.off;
+		x->len[1] = a.gctx.len;
+		x->off[2] = a.lctx.off;
+		x->len[2] = a.lctx.len;
 		n++;
 	}
 	if (!n)
