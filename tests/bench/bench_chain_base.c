@@ -158,9 +158,9 @@ static int wait_request(struct cb_shm *m, struct cb_slot *s, uint32_t seen,
 			}
 		}
 		b = __atomic_load_n(&s->bell, __ATOMIC_ACQUIRE);
-		__atomic_store_n(&s->sleeping, 1, __ATOMIC_RELAXED);
-		/* pairs with the seq_cst load in kick() */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		/* a full barrier (x86: xchg), pairs with the seq_cst load in
+		 * kick(); an RMW rather than a fence, which TSan rejects */
+		__atomic_exchange_n(&s->sleeping, 1, __ATOMIC_SEQ_CST);
 		if (!has_request(m, s, seen))
 			futex_wait(&s->bell, b, CB_NAP_NS);
 		__atomic_store_n(&s->sleeping, 0, __ATOMIC_RELAXED);
@@ -295,9 +295,9 @@ static int wait_answer(struct cb_shm *m, struct cb_slot *s, uint32_t seq,
 			return 0;
 		if (bench_now() > deadline)
 			return -ETIMEDOUT;
-		__atomic_store_n(&m->drv_sleeping, 1, __ATOMIC_RELAXED);
-		/* pairs with the worker's seq_cst store of resp */
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		/* a full barrier (an RMW, see wait_request()), pairs with the
+		 * worker's seq_cst store of resp */
+		__atomic_exchange_n(&m->drv_sleeping, 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&s->resp, __ATOMIC_ACQUIRE) == r)
 			futex_wait(&s->resp, r, CB_NAP_NS);
 		__atomic_store_n(&m->drv_sleeping, 0, __ATOMIC_RELAXED);
