@@ -14,7 +14,9 @@
  * Idle: poll the ring for idle_spin_ns unless the last request came from a
  * gateway thread on this CPU (polling would only keep it off the CPU), then
  * sleep on the request doorbell, waking at least every heartbeat to refresh
- * the heartbeat word and notice a gateway that went away.
+ * the heartbeat word and notice a gateway that went away. An agent whose
+ * requests come further apart than that poll (a long chain, a paced caller)
+ * sleeps at once instead, on its caller's CPU (see place()).
  *
  * The agent trusts the gateway's layout but still bounds-checks every
  * descriptor against the arena, so a bad descriptor costs an error answer,
@@ -99,6 +101,11 @@ struct pbus_agent {
 	_Atomic int stop;
 	int gone;               /* gateway went away */
 	int last_cpu;           /* CPU of the last request's sender */
+	unsigned same_caller;   /* requests in a row from last_cpu (capped) */
+	int follow_cpu;         /* CPU we are pinned to, -1: not pinned */
+	int far;                /* requests come far apart, see place() */
+	unsigned far_waits;     /* waits since far was last re-learned */
+	cpu_set_t affinity;     /* our affinity when not pinned */
 	int ncpus;
 	unsigned short_sleeps;  /* see note_wake() */
 	uint64_t migrated_at, migrations;
@@ -111,6 +118,9 @@ struct pbus_agent {
 	size_t ovf_cap;
 	struct pbus_call call;
 };
+
+/* Requests in a row from one caller CPU before we follow it (place()). */
+#define FOLLOW_AFTER 4
 
 static volatile sig_atomic_t sig_stop;
 
@@ -179,6 +189,7 @@ int pbus_agent_create(const struct pbus_agent_opts *o, struct pbus_agent **out)
 	a->sock = -1;
 	a->chan.fd = a->arena.fd = -1;
 	a->last_cpu = -1;
+	a->follow_cpu = -1;
 	a->call.a = a;
 	*out = a;
 	return 0;
@@ -365,6 +376,9 @@ static int connect_once(struct pbus_agent *a, int once)
 	a->gone = 0;
 	a->mycpu = sched_getcpu();
 	a->ncpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (a->follow_cpu < 0 &&
+	    sched_getaffinity(0, sizeof(a->affinity), &a->affinity))
+		CPU_ZERO(&a->affinity); /* empty: never pin */
 	__atomic_store_n(&a->hdr->agent_pid, (uint32_t)getpid(),
 			 __ATOMIC_RELAXED);
 	__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)a->mycpu,
@@ -887,6 +901,10 @@ static int serve_one(struct pbus_agent *a, uint64_t pos)
 	if (ret)
 		return ret;
 	bad = read_request(a, c, pos);
+	if ((int)c->d.cpu != a->last_cpu)
+		a->same_caller = 0;
+	else if (a->same_caller < FOLLOW_AFTER)
+		a->same_caller++;
 	a->last_cpu = (int)c->d.cpu;
 	if (bad || c->d.epoch != a->epoch) {
 		pbus_call_fail(c, "bad request descriptor");
@@ -972,7 +990,7 @@ static void note_wake(struct pbus_agent *a, uint64_t slept_at)
 	uint64_t now;
 	cpu_set_t all, others;
 
-	if (a->last_cpu != a->mycpu || a->ncpus < 2) {
+	if (a->last_cpu != a->mycpu || a->ncpus < 2 || a->follow_cpu >= 0) {
 		a->short_sleeps = 0;
 		return;
 	}
@@ -1002,12 +1020,74 @@ static void note_wake(struct pbus_agent *a, uint64_t slept_at)
 }
 
 /*
- * An agent whose requests come far apart still polls this long after each
- * one: it keeps its CPU awake for the next agent of the chain, whose wake-up
- * then preempts us instead of waking a halted vCPU (~20-50 us on this class
- * of VM).
+ * Placement when requests come far apart. Polling after an answer then finds
+ * nothing and only takes a CPU from the other processes (the next agents of
+ * a chain); sleeping on another CPU than the caller's means every request
+ * wakes a halted vCPU (~20-25 us on this class of VM). So such an agent
+ * sleeps at once and pins itself to its caller's CPU: the caller's FUTEX_WAKE
+ * then queues it on a CPU that is awake, and the caller, seeing agent_cpu
+ * equal to its own, yields the CPU to it (chan.c, should_spin()) instead of
+ * sleeping: a hand-over of a few microseconds per hop, as measured by the
+ * "k"/"j" wait policies of the chain benchmark's baseline.
+ *
+ * "Far" starts when the learned gap reaches idle_spin_ns (polling would not
+ * have found the request) and ends when it drops below idle_spin_ns /
+ * FAR_LEAVE_DIV (requests back to back again: poll as before). The
+ * hysteresis matters: once the agents follow, a chain gets fast and their
+ * gaps shrink a lot. But a caller that merely slowed down (a 64 KiB payload
+ * every ~20 us) would then stay on one CPU with its agent while the other
+ * CPUs idle, so every FAR_RELEARN waits the agent forgets what it learned
+ * and measures the gap again, unpinned. Gap samples are capped (note_gap())
+ * so that one idle pause does not make an agent "far" for long. We pin
+ * only while the last FOLLOW_AFTER requests came from one caller CPU, so
+ * that several gateway threads do not make the agent bounce between CPUs,
+ * and put the affinity we started with back as soon as any of this stops.
  */
-#define BRIDGE_SPIN_NS 10000ull
+#define FAR_LEAVE_DIV 8ull
+#define FAR_RELEARN 1024u
+#define GAP_CAP_SPINS 4ull
+
+static void pin(struct pbus_agent *a, int cpu)
+{
+	cpu_set_t one;
+
+	if (cpu >= 0) {
+		CPU_ZERO(&one);
+		CPU_SET(cpu, &one);
+		if (sched_setaffinity(0, sizeof(one), &one))
+			return;
+	} else if (sched_setaffinity(0, sizeof(a->affinity), &a->affinity)) {
+		return;
+	}
+	a->follow_cpu = cpu;
+	a->mycpu = sched_getcpu();
+	__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)a->mycpu,
+			 __ATOMIC_RELAXED);
+}
+
+/* Decide placement before idling; 1 when the agent should sleep at once. */
+static int place(struct pbus_agent *a)
+{
+	uint64_t spin = a->idle_spin_ns;
+	int want = -1;
+
+	if (a->far && ++a->far_waits >= FAR_RELEARN) {
+		a->far = 0;
+		a->gap_ewma = 0;
+	} else if (a->gap_ewma >= spin) {
+		if (!a->far)
+			a->far_waits = 0;
+		a->far = 1;
+	} else if (a->gap_ewma < spin / FAR_LEAVE_DIV) {
+		a->far = 0;
+	}
+	if (a->far && a->same_caller >= FOLLOW_AFTER && a->last_cpu >= 0 &&
+	    a->last_cpu < CPU_SETSIZE && CPU_ISSET(a->last_cpu, &a->affinity))
+		want = a->last_cpu;
+	if (want != a->follow_cpu)
+		pin(a, want); /* a syscall only when the decision changes */
+	return a->far;
+}
 
 /* Learn how long this agent idles between requests (EWMA, 1/8). @now is
  * the clock as last read, which may be a few polls old: reading it again
@@ -1015,7 +1095,10 @@ static void note_wake(struct pbus_agent *a, uint64_t slept_at)
  * microseconds. */
 static void note_gap(struct pbus_agent *a, uint64_t idle_from, uint64_t now)
 {
-	uint64_t g = now - idle_from;
+	uint64_t g = now - idle_from, cap = GAP_CAP_SPINS * a->idle_spin_ns;
+
+	if (g > cap) /* see place() */
+		g = cap;
 
 	a->gap_ewma = a->gap_ewma - (a->gap_ewma >> 3) + (g >> 3);
 }
@@ -1024,19 +1107,16 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 {
 	struct pbus_chan_hdr *h = a->hdr;
 	uint64_t now, idle_from = pbus__now_ns();
-	uint64_t spin_end = idle_from + (a->gap_ewma < 2ull * a->idle_spin_ns
-						 ? a->idle_spin_ns
-						 : BRIDGE_SPIN_NS);
+	uint64_t spin_end = idle_from + a->idle_spin_ns;
 	unsigned i = 0;
 
 	/*
-	 * Poll, unless our gateway thread shares this CPU. When requests are
-	 * known to come further apart than the poll would last (an agent in
-	 * a long chain, a paced caller), poll only briefly (BRIDGE_SPIN_NS):
-	 * the CPU is better left to others. The gap is measured either way,
-	 * so the agent polls fully again as soon as requests come close.
+	 * Poll, unless our gateway thread shares this CPU or requests are
+	 * known to come further apart than the poll would last (place()). The
+	 * gap is measured either way, so the agent polls again as soon as
+	 * requests come close.
 	 */
-	if (a->last_cpu != a->mycpu) {
+	if (!place(a) && a->last_cpu != a->mycpu) {
 		now = idle_from;
 		while (ring_empty(a)) {
 			pbus__cpu_relax();

@@ -15,8 +15,13 @@
  *
  * Waiting: a caller spins only while the agent is running (or waking up) on
  * another CPU, for a bounded budget learned from the channel's response
- * times; otherwise it sleeps on the response doorbell. The agent calls
- * FUTEX_WAKE only when a gateway thread has announced itself as a sleeper.
+ * times. While the agent runs, or sleeps, on the caller's own CPU (an agent
+ * whose requests come far apart pins itself there, see agent.c place()),
+ * the caller polls with sched_yield() for the same budget, so the agent gets
+ * the CPU at once and the answer is seen without a second wake-up; it never
+ * pause-spins then. Otherwise it sleeps on the response doorbell. The agent
+ * calls FUTEX_WAKE only when a gateway thread has announced itself as a
+ * sleeper.
  *
  * Cache lines (each one moved between CPUs costs ~0.1-0.15 us on the VMs we
  * measure, a round trip ~0.3 us): a call whose payload and contexts fit in
@@ -648,6 +653,9 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 
 /* ---------------------------------------------------------------- wait */
 
+enum { WAIT_SLEEP = 0, WAIT_SPIN = 1, WAIT_YIELD = 2 };
+
+/* How to wait for @e's answer for now: one of WAIT_*. */
 static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
 			      uint64_t spun_ns, int mycpu)
 {
@@ -659,11 +667,16 @@ static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
 
 	/* A peer known to take far longer than the budget: don't bother. */
 	if (spun_ns >= max || ewma > 2 * max)
-		return 0;
+		return WAIT_SLEEP;
+	/* The agent runs here, or was woken onto this CPU: hand it the CPU
+	 * with sched_yield() and look again when it gives it back. */
+	if ((int)__atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED) == mycpu)
+		return WAIT_YIELD;
 	st = __atomic_load_n(&h->agent_state, __ATOMIC_RELAXED);
-	if (st != PBUS_PEER_RUNNING) /* waking up, or asleep */
-		return e->woke && e->wake_strategy == WAKE_SPIN;
-	return (int)__atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED) != mycpu;
+	if (st != PBUS_PEER_RUNNING) /* waking up, or asleep, elsewhere */
+		return e->woke && e->wake_strategy == WAKE_SPIN ? WAIT_SPIN
+								: WAIT_SLEEP;
+	return WAIT_SPIN;
 }
 
 static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
@@ -738,7 +751,7 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 	struct pbus_pending *e = &ch->pend[id & ch->req_mask];
 	uint64_t start = 0, now = 0, until = UINT64_MAX;
 	unsigned iter;
-	int mycpu = -1, spin = 1;
+	int mycpu = -1, spin = WAIT_SPIN;
 	/* A lone call stops draining at its own answer (see drain()); one
 	 * with later calls behind it drains all that came, in one batch. */
 	const struct pbus_pending *stop =
@@ -801,8 +814,13 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 				mycpu = sched_getcpu();
 			spin = should_spin(ch, e, now - start, mycpu);
 		}
-		if (spin) {
+		if (spin == WAIT_SPIN) {
 			pbus__cpu_relax();
+			continue;
+		}
+		if (spin == WAIT_YIELD) {
+			sched_yield();
+			iter = 14; /* a yield costs far more than a clock read */
 			continue;
 		}
 		{
