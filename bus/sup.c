@@ -592,14 +592,19 @@ static void schedule_restart(struct sup_agent *ag, uint64_t now)
 
 static void restart_now(struct pbus__sup *s, struct sup_agent *ag, uint64_t now)
 {
-	int ret = spawn(s, ag, now);
+	int ret;
 
+	/* counted first: the new agent may attach (and a status reader see
+	 * its pid) before spawn() returns */
 	atomic_fetch_add(&ag->restarts, 1);
+	ret = spawn(s, ag, now);
 	if (ret) {
 		fail(ag, now, 1, "cannot start");
 		schedule_restart(ag, now);
 	}
 }
+
+static void sync_events(struct sup_agent *ag, uint64_t now);
 
 /* The pidfd says the process ended: reap it, log how, decide what next. */
 static void on_exit_(struct pbus__sup *s, struct sup_agent *ag, uint64_t now)
@@ -614,6 +619,12 @@ static void on_exit_(struct pbus__sup *s, struct sup_agent *ag, uint64_t now)
 		    0 ||
 	    si.si_pid == 0)
 		return; /* not yet */
+	/* An admin restart or a drop reaches us as a counter bump before the
+	 * agent (which exits as soon as its connection closes) is gone, but
+	 * this wake-up may handle the pidfd first: take the events in now,
+	 * or the exit would pass for a crash (back-off, a failure counted)
+	 * instead of a restart at once. */
+	sync_events(ag, now);
 	if (si.si_code == CLD_EXITED)
 		snprintf(how, sizeof(how), "exited with status %d",
 			 si.si_status);
