@@ -52,6 +52,8 @@
 
 #include "gw.h"
 
+#include "fuzz_in.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -119,33 +121,6 @@ struct expect {
 static struct expect exp_fa[SLOTS]; /* by slot: what we last wrote there */
 static struct expect exp_fb[SLOTS]; /* by order of submission */
 static unsigned fb_served;
-
-/* ------------------------------------------------------------ input */
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint64_t uN(struct in *in, unsigned bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < bytes; i++)
-		v |= (uint64_t)u8(in) << (8 * i);
-	return v;
-}
 
 /* ------------------------------------------------------------ handler */
 

@@ -39,6 +39,8 @@
 #include <pbus/mgr.h>
 #include <pbus/mp.h>
 
+#include "fuzz_in.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -279,24 +281,6 @@ static void check_request(const struct pbus_request *rq)
 		if (p && n)
 			check_map(p, n);
 	}
-}
-
-/* ------------------------------------------------------------ one input */
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -37,6 +37,8 @@
 
 #include "gw.h"
 
+#include "fuzz_in.h"
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -66,33 +68,6 @@ static struct {
 	uint32_t epoch;
 	uint64_t reconnects;
 } g;
-
-/* ------------------------------------------------------------ input */
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint8_t u8(struct in *in)
-{
-	uint8_t v = 0;
-
-	if (in->n) {
-		v = *in->p++;
-		in->n--;
-	}
-	return v;
-}
-
-static uint64_t uN(struct in *in, unsigned bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < bytes; i++)
-		v |= (uint64_t)u8(in) << (8 * i);
-	return v;
-}
 
 /* ------------------------------------------------------------ setup */
 
