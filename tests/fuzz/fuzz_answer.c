@@ -283,6 +283,8 @@ static void check_request(const struct pbus_request *rq)
 	}
 }
 
+/* ------------------------------------------------------------ one input */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint8_t empty_map = 0x80;
