@@ -20,6 +20,7 @@
 #include <pbus/pbus.h>
 
 #include "helpers.h"
+#include "../agents/passthrough/touch.h"
 
 struct env {
 	struct pbus_bus *bus;
@@ -80,6 +81,33 @@ static int call_str(struct env *e, const char *s, uint64_t timeout_ms,
 }
 
 /* ------------------------------------------------------------ round trips */
+
+/* The benchmarks' "touch" work (pbus-passthrough --mode touch and every
+ * baseline) must be the plain byte sum, at any length and alignment. */
+START_TEST(touch_sum_is_the_byte_sum)
+{
+	static uint8_t buf[70000];
+	uint32_t x = 12345;
+
+	for (size_t i = 0; i < sizeof(buf); i++) {
+		x = x * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(x >> 16);
+	}
+	for (int t = 0; t < 300; t++) {
+		size_t off = (size_t)t % 8, n = (size_t)t * t % 4096;
+		uint64_t want = 0;
+
+		if (t == 299) { /* all 0xff: the lanes' worst case */
+			off = 0;
+			n = sizeof(buf);
+			memset(buf, 0xff, n);
+		}
+		for (size_t i = 0; i < n; i++)
+			want += buf[off + i];
+		ck_assert_uint_eq(touch_sum(buf + off, n), want);
+	}
+}
+END_TEST
 
 START_TEST(passthrough_answers_continue_unmodified)
 {
@@ -753,6 +781,7 @@ static Suite *bus_suite(void)
 
 	tc = tcase_create("roundtrip");
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, touch_sum_is_the_byte_sum);
 	tcase_add_test(tc, passthrough_answers_continue_unmodified);
 	tcase_add_test(tc, echo_returns_payload_bytes_in_the_lane);
 	tcase_add_test(tc, rings_wrap_around_with_varied_sizes);

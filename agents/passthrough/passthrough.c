@@ -3,7 +3,7 @@
  * pbus-passthrough: answers every hook with "continue, unmodified". For
  * benchmarks and tests. Modes:
  *   pass   answer without looking at the payload (default)
- *   touch  read every payload byte first (checksum), still unmodified
+ *   touch  read every payload byte first (touch.h), still unmodified
  *   echo   return the payload as modified_payload (copies it back)
  */
 #include <errno.h>
@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include <pbus/pbus.h>
+
+#include "touch.h"
 
 enum { MODE_PASS, MODE_TOUCH, MODE_ECHO };
 
@@ -30,11 +32,7 @@ static int on_call(struct pbus_call *c, void *arg)
 		usleep(delay_us);
 
 	if (mode == MODE_TOUCH) {
-		unsigned long s = 0;
-
-		for (size_t i = 0; i < len; i++)
-			s += p[i];
-		sink = s;
+		sink = p ? touch_sum(p, len) : 0;
 	} else if (mode == MODE_ECHO && p) {
 		msgpack_packer *pk = pbus_call_modify(c);
 

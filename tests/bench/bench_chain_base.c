@@ -43,6 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../agents/passthrough/touch.h"
+
 #define CB_MAX_WORKERS 64
 #define CB_HOP_DEADLINE_NS 1000000000ull /* driver: one hop, at most */
 #define CB_IDLE_EXIT_NS 20000000000ull	 /* worker: no request this long */
@@ -222,8 +224,7 @@ worker(struct cb_shm *m, unsigned k, size_t size,
 		if (pol->place)
 			place(m, pol->place);
 		if (!pol->no_touch)
-			for (size_t i = 0; i < size; i++)
-				sum += m->data[i];
+			sum = touch_sum(m->data, size);
 		s->sum = sum;
 		/* pairs with the driver's acquire load of resp; seq_cst:
 		 * also the fence before our read of drv_sleeping */
