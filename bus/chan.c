@@ -511,55 +511,107 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
 }
 
 /*
- * Queue a call that may take @timeout ns. The clock is read only after the
- * commit, while the agent is already at work (a read costs ~20-40 ns on
- * this class of VM, a good part of a round trip): the descriptor carries
- * the timeout, and the deadline counts from the commit. Only a full ring
- * or pending table (the slow path) reads it earlier, and then the deadline
- * counts from there.
+ * How many of the @want calls from @id on can be queued now (under
+ * prod_lock): each needs a free pending entry and a ring slot the agent has
+ * released. -EPROTO when the agent's published head makes no sense.
  */
-static int submit(struct pbus_chan *ch, struct pbus_lane *l,
-		  const struct pbus_call_args *a, uint64_t timeout,
-		  uint64_t *idp)
+static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
-	struct pbus_pending *e;
-	struct pbus_req_desc *d;
+	unsigned k;
+
+	for (k = 0; k < want; k++) {
+		struct pbus_pending *e = &ch->pend[(id + k) & ch->req_mask];
+
+		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
+		    PEND_FREE)
+			reclaim(ch, e, pbus__now_ns());
+		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
+		    PEND_FREE)
+			break;
+		if (id + k - ch->req_head_cache > ch->req_mask) {
+			uint64_t hd = __atomic_load_n(&h->req_head,
+						      __ATOMIC_ACQUIRE);
+
+			if (hd > id + k || id + k - hd > ch->req_mask + 1) {
+				rej(ch, &ch->peer->rej_bad);
+				return -EPROTO;
+			}
+			ch->req_head_cache = hd;
+			if (id + k - hd > ch->req_mask)
+				break;
+		}
+	}
+	return (int)k;
+}
+
+/* Write the descriptor of call @id (all but its commit word). Returns the
+ * inline flag. The descriptor is built aside and stored in few wide writes:
+ * the agent polls this very line, and each store it interleaves with costs
+ * a cache-line round trip. */
+static unsigned desc_write(struct pbus_chan *ch, uint64_t id,
+			   const struct pbus_call_args *a, uint64_t timeout,
+			   unsigned *lines)
+{
+	struct pbus_req_desc ld, *d = &ch->req[id & ch->req_mask];
+
+	if (desc_build(ch, a, timeout, &ld) <= PBUS_CACHELINE) {
+		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8,
+		       PBUS_CACHELINE - 8);
+		*lines = 1;
+	} else {
+		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8, sizeof(ld) - 8);
+		*lines = 2;
+	}
+	return ld.flags & PBUS_REQ_F_INLINE;
+}
+
+static uint64_t call_timeout(const struct pbus_call_args *a)
+{
+	return a->timeout_ns ? a->timeout_ns : DEFAULT_TIMEOUT_NS;
+}
+
+/*
+ * Queue up to @n calls (@a[0..n-1]), all answered into @l; their ids follow
+ * *@idp. Waits for room only while there is none (back-pressure, within the
+ * first call's timeout), then queues as many as fit. Returns how many (>= 1)
+ * or -errno.
+ *
+ * One call commits with a locked exchange, which is also the full fence that
+ * orders the commit before our read of the agent's waiters flag. A batch
+ * commits each descriptor with a plain release store and fences once at the
+ * end: every locked instruction waits for the slot lines still on their way
+ * from the agent's cache, so one per call would cost a line transfer per call.
+ *
+ * The clock is read only after the commit, while the agent is already at
+ * work (a read costs ~20-40 ns on this class of VM, a good part of a round
+ * trip): the descriptor carries the timeout, and the deadline counts from
+ * the commit. Only a full ring or pending table (the slow path) reads it
+ * earlier, and then the deadline counts from there.
+ */
+static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
+		    const struct pbus_call_args *a, unsigned n, uint64_t *idp)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
 	uint64_t id, t_full = 0, seen_head, now, deadline = UINT64_MAX;
-	unsigned lines, inl;
+	unsigned lines = 0, inl = 0;
+	int got;
 
 	for (;;) {
 		if (atomic_load_explicit(&ch->dead, memory_order_acquire))
 			return ch->dead_status;
 		lock(&ch->prod_lock);
 		id = atomic_load_explicit(&ch->next_id, memory_order_relaxed);
-		e = &ch->pend[id & ch->req_mask];
-		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
-		    PEND_FREE)
-			reclaim(ch, e, pbus__now_ns());
-		if (atomic_load_explicit(&e->state, memory_order_acquire) ==
-		    PEND_FREE) {
-			if (id - ch->req_head_cache > ch->req_mask) {
-				uint64_t hd = __atomic_load_n(&h->req_head,
-							      __ATOMIC_ACQUIRE);
-
-				if (hd > id || id - hd > ch->req_mask + 1) {
-					unlock(&ch->prod_lock);
-					rej(ch, &ch->peer->rej_bad);
-					return -EPROTO;
-				}
-				ch->req_head_cache = hd;
-			}
-			if (id - ch->req_head_cache <= ch->req_mask)
-				break;
-		}
+		got = room(ch, id, n);
+		if (got)
+			break;
 		seen_head = ch->req_head_cache;
 		unlock(&ch->prod_lock);
 		/* Back-pressure: ring or pending table full. */
 		now = pbus__now_ns();
 		if (!t_full) {
 			t_full = now;
-			deadline = add_sat(now, timeout);
+			deadline = add_sat(now, call_timeout(a));
 		}
 		if (now >= deadline)
 			return -ETIMEDOUT;
@@ -580,75 +632,92 @@ static int submit(struct pbus_chan *ch, struct pbus_lane *l,
 					   __ATOMIC_RELAXED);
 		}
 	}
+	if (got < 0) {
+		unlock(&ch->prod_lock);
+		return got;
+	}
 
 	if (t_full)
 		pbus__obs_ring_full(ch->peer->id, pbus__now_ns() - t_full);
-	atomic_store_explicit(&e->id, id, memory_order_relaxed);
-	e->lane = l;
-	atomic_store_explicit(&e->deadline, deadline, memory_order_relaxed);
-	atomic_store_explicit(&e->state, PEND_WAITING, memory_order_release);
+	for (int k = 0; k < got; k++) {
+		struct pbus_pending *e = &ch->pend[(id + k) & ch->req_mask];
+		uint64_t dl = t_full ? add_sat(t_full, call_timeout(&a[k]))
+				     : UINT64_MAX;
 
-	/* Build the descriptor aside and store it in few wide writes: the
-	 * agent polls this very line, and each store it interleaves with
-	 * costs a cache-line round trip. */
-	{
-		struct pbus_req_desc ld;
+		atomic_store_explicit(&e->id, id + k, memory_order_relaxed);
+		e->lane = l;
+		e->woke = 0;
+		atomic_store_explicit(&e->deadline, dl, memory_order_relaxed);
+		atomic_store_explicit(&e->state, PEND_WAITING,
+				      memory_order_release);
+		inl = desc_write(ch, id + k, &a[k], call_timeout(&a[k]),
+				 &lines);
+		if (got > 1)
+			__atomic_store_n(&ch->req[(id + k) & ch->req_mask].seq,
+					 id + k + 1, __ATOMIC_RELEASE);
+	}
+	atomic_store_explicit(&ch->next_id, id + (uint64_t)got,
+			      memory_order_relaxed);
+	if (got == 1) {
+		struct pbus_req_desc *d = &ch->req[id & ch->req_mask];
 
-		d = &ch->req[id & ch->req_mask];
-		if (desc_build(ch, a, timeout, &ld) <= PBUS_CACHELINE) {
-			memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8,
-			       PBUS_CACHELINE - 8);
-			lines = 1;
+		__atomic_exchange_n(&d->seq, id + 1, __ATOMIC_SEQ_CST);
+		/*
+		 * A lone call (every earlier one answered): the agent is
+		 * polling this slot right now, and gets its lines, and the
+		 * payload's, sooner from the shared cache than by a snoop
+		 * into our core. Pipelined calls skip that (the next locked
+		 * instruction would wait for the write-backs, once per call)
+		 * and instead fetch a slot two calls ahead for writing: the
+		 * agent is not reading it, and that call's commit then finds
+		 * its lines here instead of stalling on them.
+		 */
+		if (atomic_load_explicit(&ch->last_done,
+					 memory_order_relaxed) + 1 == id) {
+			pbus__cldemote(d);
+			if (lines > 1)
+				pbus__cldemote((uint8_t *)d + PBUS_CACHELINE);
+			if (!inl)
+				demote_parts(ch, a);
 		} else {
-			memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8,
-			       sizeof(ld) - 8);
-			lines = 2;
-		}
-		inl = ld.flags & PBUS_REQ_F_INLINE;
-	}
-	atomic_store_explicit(&ch->next_id, id + 1, memory_order_relaxed);
-	/* commit the descriptor; the exchange is also the full fence that
-	 * orders it before our read of the agent's waiters flag */
-	__atomic_exchange_n(&d->seq, id + 1, __ATOMIC_SEQ_CST);
-	/*
-	 * A lone call (every earlier one answered): the agent is polling this
-	 * slot right now, and gets its lines, and the payload's, sooner from
-	 * the shared cache than by a snoop into our core. Pipelined calls
-	 * skip that (the next locked instruction would wait for the
-	 * write-backs, once per call) and instead fetch a slot two calls
-	 * ahead for writing: the agent is not reading it, and that call's
-	 * commit then finds its lines here instead of stalling on them.
-	 */
-	if (atomic_load_explicit(&ch->last_done, memory_order_relaxed) + 1 ==
-	    id) {
-		pbus__cldemote(d);
-		if (lines > 1)
-			pbus__cldemote((uint8_t *)d + PBUS_CACHELINE);
-		if (!inl)
-			demote_parts(ch, a);
-	} else {
-		const uint8_t *ahead =
-			(const uint8_t *)&ch->req[(id + 2) & ch->req_mask];
+			const uint8_t *ahead = (const uint8_t *)&ch->req[
+				(id + 2) & ch->req_mask];
 
-		prefetch_for_write(ahead);
-		prefetch_for_write(ahead + PBUS_CACHELINE);
+			prefetch_for_write(ahead);
+			prefetch_for_write(ahead + PBUS_CACHELINE);
+		}
+	} else {
+		atomic_thread_fence(memory_order_seq_cst);
 	}
-	unlock(&ch->prod_lock);
-	/* e is ours until collected (a drainer only fills in the answer) */
-	e->t_submit = now = pbus__now_ns();
-	if (!t_full)
-		atomic_store_explicit(&e->deadline, add_sat(now, timeout),
-				      memory_order_relaxed);
+	/* counted under the lock, where a plain increment is safe */
 	atomic_store_explicit(&ch->peer->calls,
 			      atomic_load_explicit(&ch->peer->calls,
-						   memory_order_relaxed) + 1,
+						   memory_order_relaxed) +
+				      (uint64_t)got,
 			      memory_order_relaxed);
+	unlock(&ch->prod_lock);
+	/* the entries are ours until collected (a drainer only fills in the
+	 * answer) */
+	now = pbus__now_ns();
+	for (int k = 0; k < got; k++) {
+		struct pbus_pending *e = &ch->pend[(id + k) & ch->req_mask];
+
+		e->t_submit = now;
+		if (!t_full)
+			atomic_store_explicit(&e->deadline,
+					      add_sat(now, call_timeout(&a[k])),
+					      memory_order_relaxed);
+	}
 	/* note whether the agent was asleep */
-	e->woke = (uint8_t)ev_notify(&h->req_data);
-	if (e->woke)
-		e->wake_strategy = wake_choose(ch);
+	{
+		struct pbus_pending *e = &ch->pend[id & ch->req_mask];
+
+		e->woke = (uint8_t)ev_notify(&h->req_data);
+		if (e->woke)
+			e->wake_strategy = wake_choose(ch);
+	}
 	*idp = id;
-	return 0;
+	return got;
 }
 
 /* ---------------------------------------------------------------- wait */
@@ -863,22 +932,35 @@ static uint64_t make_ticket(uint32_t epoch, uint64_t id)
 int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
 		const struct pbus_call_args *a, uint64_t *ticket)
 {
+	int ret = pbus_submit_many(p, l, a, 1, ticket);
+
+	return ret < 0 ? ret : 0;
+}
+
+int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
+		     const struct pbus_call_args *a, unsigned n,
+		     uint64_t *tickets)
+{
 	uint64_t id;
 	struct pbus_chan *ch;
-	int ret = check_args(p, a);
+	int ret;
 
-	if (ret)
-		return ret;
+	if (!n || n > INT_MAX)
+		return -EINVAL;
+	for (unsigned k = 0; k < n; k++) {
+		ret = check_args(p, &a[k]);
+		if (ret)
+			return ret;
+	}
 	ch = pbus__chan_tryget(p);
 	if (!ch) {
 		atomic_fetch_add(&p->agent_down, 1);
 		return -ENOTCONN;
 	}
-	ret = submit(ch, l, a, a->timeout_ns ? a->timeout_ns
-					     : DEFAULT_TIMEOUT_NS,
-		     &id);
-	if (!ret)
-		*ticket = make_ticket(ch->epoch, id);
+	ret = submit_n(ch, l, a, n, &id);
+	if (ret > 0)
+		for (int k = 0; k < ret; k++)
+			tickets[k] = make_ticket(ch->epoch, id + (uint64_t)k);
 	else if (ret == -ENOTCONN)
 		atomic_fetch_add(&p->agent_down, 1);
 	pbus__chan_put(ch);
@@ -923,10 +1005,8 @@ int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
 		fail_result(r, -ENOTCONN);
 		return -ENOTCONN;
 	}
-	ret = submit(ch, l, a, a->timeout_ns ? a->timeout_ns
-					     : DEFAULT_TIMEOUT_NS,
-		     &id);
-	if (ret) {
+	ret = submit_n(ch, l, a, 1, &id);
+	if (ret < 0) {
 		if (ret == -ENOTCONN)
 			atomic_fetch_add(&p->agent_down, 1);
 		fail_result(r, ret);

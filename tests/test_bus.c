@@ -651,6 +651,71 @@ START_TEST(idle_agent_uses_no_cpu)
 }
 END_TEST
 
+/* pbus_submit_many() queues what fits (the 256-slot ring takes 256 of
+ * 600), commits each batch at once, and every answer comes back to its own
+ * call; a batch with one bad call queues nothing. */
+START_TEST(submit_many_queues_what_fits_and_answers_each_call)
+{
+	enum { N = 600 };
+	static struct pbus_call_args a[N];
+	static uint64_t t[N];
+	struct pbus_peer_stats st;
+	struct env e;
+	unsigned done = 0;
+	int got;
+
+	env_open(&e, "pbus-passthrough", "echo");
+	for (int i = 0; i < N; i++) {
+		char buf[32];
+
+		snprintf(buf, sizeof(buf), "call %d", i);
+		a[i] = (struct pbus_call_args){.hook = PBUS_HOOK_TOOL_PRE_INVOKE,
+					       .payload = pack_str(e.lane, buf),
+					       .timeout_ns = 5000000000ull};
+	}
+	ck_assert_int_eq(pbus_submit_many(e.peer, e.lane, a, 0, t), -EINVAL);
+	a[7].hook = 99;
+	ck_assert_int_eq(pbus_submit_many(e.peer, e.lane, a, N, t), -EINVAL);
+	a[7].hook = PBUS_HOOK_TOOL_PRE_INVOKE;
+	pbus_peer_stats(e.peer, &st);
+	ck_assert_uint_eq(st.calls, 0);
+
+	got = pbus_submit_many(e.peer, e.lane, a, N, t);
+	ck_assert_int_eq(got, 256); /* the ring's size */
+	while (done < N) {
+		unsigned end = done + (unsigned)got;
+
+		for (; done < end; done++) {
+			struct pbus_result r;
+			char want[32];
+			size_t wl;
+
+			ck_assert_int_eq(pbus_collect(e.peer, t[done],
+						      5000000000ull, &r),
+					 0);
+			ck_assert_uint_eq(r.flags, PBUS_RF_MODIFIED);
+			wl = (size_t)snprintf(want, sizeof(want), "call %u",
+					      done);
+			ck_assert_uint_ge(r.body.len, wl);
+			ck_assert_int_eq(memcmp((const char *)r.body_ptr +
+							r.body.len - wl,
+						want, wl),
+					 0);
+		}
+		if (done < N) {
+			got = pbus_submit_many(e.peer, e.lane, a + done,
+					       N - done, t + done);
+			ck_assert_int_gt(got, 0);
+		}
+	}
+	pbus_peer_stats(e.peer, &st);
+	ck_assert_uint_eq(st.calls, N);
+	ck_assert_uint_eq(st.completed, N);
+	ck_assert_uint_eq(st.rejected, 0);
+	env_close(&e);
+}
+END_TEST
+
 START_TEST(oversize_payload_is_refused_with_emsgsize)
 {
 	struct env e;
@@ -788,6 +853,7 @@ static Suite *bus_suite(void)
 	tcase_add_test(tc, inline_and_referenced_payloads_arrive_intact);
 	tcase_add_test(tc, many_threads_each_get_their_own_answers);
 	tcase_add_test(tc, pipelined_submit_collect_in_order);
+	tcase_add_test(tc, submit_many_queues_what_fits_and_answers_each_call);
 	tcase_add_test(tc, oversize_payload_is_refused_with_emsgsize);
 	tcase_add_test(tc, steady_state_round_trip_does_not_malloc);
 	suite_add_tcase(s, tc);

@@ -155,6 +155,21 @@ int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
 int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
 		 struct pbus_result *r);
 
+/*
+ * Queue @n calls at once (@a[0..n-1], all answered into @l): the batched
+ * pbus_submit(), for a caller with many calls to start, like an event loop
+ * or a pipeline. The descriptors are written one after the other and
+ * committed with a single fence and at most one wake-up of the agent, which
+ * costs far less than n pbus_submit() calls. It waits (within a[0]'s
+ * deadline) only while the ring has room for none of them, then queues as
+ * many as fit: returns how many (1..n), with tickets[0..ret-1] filled in
+ * order, or -errno with nothing queued (-EINVAL if any of the calls is
+ * invalid). Collect each ticket with pbus_collect().
+ */
+int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
+		     const struct pbus_call_args *a, unsigned n,
+		     uint64_t *tickets);
+
 /* ------------------------------------------------------------ peers */
 
 /* Wait up to @timeout_ms until an agent is attached. 0 or -ETIMEDOUT. */

@@ -247,35 +247,56 @@ static void *pb_blocking(void *arg)
 	return NULL;
 }
 
+/*
+ * Pipelined: rounds of @depth calls, each round's payloads encoded into the
+ * lane, queued with pbus_submit_many() (as many as the ring takes at a time)
+ * and then collected in order. A call's latency runs from the submit that
+ * queued it to its collect.
+ */
 static void pb_pipelined(struct pb_run *r, unsigned depth)
 {
 	struct pbus_lane *l;
 	uint8_t *src = malloc(r->size);
 	uint64_t *tk = calloc(depth, sizeof(*tk)), *ts = calloc(depth, 8);
-	struct pbus_call_args a = {.hook = PBUS_HOOK_TOOL_PRE_INVOKE};
-	size_t sent = 0, done = 0;
+	struct pbus_call_args *a = calloc(depth, sizeof(*a));
+	size_t done = 0;
 	uint64_t t0;
 
 	memset(src, 0x5a, r->size);
 	pbus_lane_acquire(r->p->bus, &l);
-	/* one payload per window slot, written once per round */
 	t0 = bench_now();
-	while (done < r->n && !(r->err && done == sent)) {
-		while (sent < r->n && sent - done < depth && !r->err) {
-			if (sent % depth == 0)
-				pbus_lane_reset(l);
-			if (pb_payload(l, src, r->size, &a.payload) ||
-			    pbus_submit(r->p->peer, l, &a, &tk[sent % depth])) {
+	while (done < r->n && !r->err) {
+		unsigned n = r->n - done < depth ? (unsigned)(r->n - done)
+						  : depth;
+
+		pbus_lane_reset(l);
+		for (unsigned k = 0; k < n; k++) {
+			a[k] = (struct pbus_call_args){
+				.hook = PBUS_HOOK_TOOL_PRE_INVOKE};
+			if (pb_payload(l, src, r->size, &a[k].payload))
 				r->err = -EIO;
+		}
+		if (r->err)
+			break;
+		for (unsigned k = 0; k < n && !r->err;) {
+			int got = pbus_submit_many(r->p->peer, l, a + k, n - k,
+						   tk + k);
+			uint64_t now = bench_now();
+
+			if (got < 0) {
+				fprintf(stderr, "pbus-bench: submit: %s\n",
+					strerror(-got));
+				r->err = got;
+				n = k; /* collect what was queued */
 				break;
 			}
-			ts[sent % depth] = bench_now();
-			sent++;
+			for (int j = 0; j < got; j++)
+				ts[k + (unsigned)j] = now;
+			k += (unsigned)got;
 		}
-		while (done < sent) {
+		for (unsigned k = 0; k < n; k++, done++) {
 			struct pbus_result res;
-
-			int st = pbus_collect(r->p->peer, tk[done % depth],
+			int st = pbus_collect(r->p->peer, tk[k],
 					      10000000000ull, &res);
 
 			if (st) {
@@ -283,10 +304,7 @@ static void pb_pipelined(struct pb_run *r, unsigned depth)
 					done, strerror(-st));
 				r->err = st;
 			}
-			r->lat[done] = bench_now() - ts[done % depth];
-			done++;
-			if (done % depth == 0)
-				break;
+			r->lat[done] = bench_now() - ts[k];
 		}
 	}
 	r->wall = bench_now() - t0;
@@ -294,6 +312,7 @@ static void pb_pipelined(struct pb_run *r, unsigned depth)
 	free(src);
 	free(tk);
 	free(ts);
+	free(a);
 }
 
 #define PIPE_WARMUP_NS 200000000ull
