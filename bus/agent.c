@@ -876,13 +876,16 @@ static int read_request(struct pbus_agent *a, struct pbus_call *c, uint64_t pos)
  * Done with a request's payload in the arena: hand its first lines (those
  * we prefetched) to the shared cache. The gateway rewrites its lane for the
  * next call, and its stores then take the lines from there instead of
- * snooping them out of our core first.
+ * snooping them out of our core first. Not when the caller runs on our CPU
+ * (a paced caller we follow): it finds them in the caches we share, and it
+ * waits for the CPU while we demote.
  */
 static void release_payload(const struct pbus_call *c)
 {
 	uint32_t len = c->d.payload_len;
 
-	if ((c->d.flags & PBUS_REQ_F_INLINE) || !c->payload)
+	if ((c->d.flags & PBUS_REQ_F_INLINE) || !c->payload ||
+	    (int)c->d.cpu == c->a->mycpu)
 		return;
 	if (len > PREFETCH_MAX)
 		len = PREFETCH_MAX;
@@ -947,8 +950,18 @@ static inline int ring_empty(struct pbus_agent *a)
 /* Serve up to BATCH committed requests. Returns the count or -errno. */
 static int serve_batch(struct pbus_agent *a)
 {
-	int n = 0, ret;
+	int n = 0, ret, cpu;
 
+	if (ring_empty(a))
+		return 0;
+	/* where we run now (the scheduler may have moved us while we
+	 * polled): callers and our demote decisions compare it with theirs */
+	cpu = sched_getcpu();
+	if (cpu != a->mycpu) {
+		a->mycpu = cpu;
+		__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)cpu,
+				 __ATOMIC_RELAXED);
+	}
 	while (!ring_empty(a) && n < BATCH) {
 		ret = serve_one(a, a->req_head);
 		if (ret)
@@ -961,8 +974,10 @@ static int serve_batch(struct pbus_agent *a)
 		 * right now: hand the line to the shared cache, where its
 		 * miss is served sooner than by a snoop into our core. Only
 		 * that one: each demote makes the fence in publish() wait
-		 * for a write-back. */
-		pbus__cldemote(a->last_frame);
+		 * for a write-back. And not for a caller on our own CPU,
+		 * which reads it from our caches. */
+		if (a->last_cpu != a->mycpu)
+			pbus__cldemote(a->last_frame);
 		publish(a);
 		a->handled += (uint64_t)n;
 	}
@@ -1136,13 +1151,14 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 	__atomic_store_n(&h->handled, a->handled, __ATOMIC_RELAXED);
 	for (;;) {
 		uint32_t seq;
-		uint64_t hb;
+		uint64_t hb, slept_at;
 
 		if (must_leave(a))
 			return -ENOTCONN;
 		now = pbus__now_ns();
 		if (until && now >= until)
 			return 0;
+		slept_at = now;
 		hb = now + (uint64_t)a->heartbeat_ms * 1000000ull;
 		seq = __atomic_load_n(&h->req_data.seq, __ATOMIC_ACQUIRE);
 		__atomic_store_n(&h->agent_state, PBUS_PEER_SLEEPING,
@@ -1158,11 +1174,11 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&h->agent_state, PBUS_PEER_RUNNING,
 				 __ATOMIC_RELEASE);
-		__atomic_store_n(&h->heartbeat_ns, pbus__now_ns(),
-				 __ATOMIC_RELAXED);
+		now = pbus__now_ns();
+		__atomic_store_n(&h->heartbeat_ns, now, __ATOMIC_RELAXED);
 		if (!ring_empty(a)) {
-			note_wake(a, now);
-			note_gap(a, idle_from, pbus__now_ns());
+			note_wake(a, slept_at);
+			note_gap(a, idle_from, now);
 			return 1;
 		}
 		check_gateway(a);
