@@ -9,7 +9,8 @@
  * never run: the fuzzer plays the agent by hand, through the channel mapping
  * that the test accessor pbus__agent_hdr() returns.
  *
- * Per input: submit 1-4 calls with pbus_submit() (the fuzzer then "consumes"
+ * Per input: submit 1-4 calls with pbus_submit(), or all at once with
+ * pbus_submit_many() when the hook number is odd (the fuzzer then "consumes"
  * them by moving req_head), write frames into the response ring at the
  * gateway's head as the input says (well-formed answers, PAD frames, raw
  * header fields, raw bytes, skips) and overwrite header words (tail, head,
@@ -416,6 +417,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	 * collect then returns what the first drain found, or -ETIMEDOUT. */
 	a.hook = (ctl >> 2) % PBUS_HOOK_COUNT;
 	a.timeout_ns = (ctl & 0x40) ? 300000 : 1;
+	if (ctl & 4) { /* odd hooks: the calls go in one pbus_submit_many() */
+		struct pbus_call_args many[4] = {a, a, a, a};
+		int got = pbus_submit_many(g.peer, g.lane, many, ncalls, tk);
+
+		if (got < 0) {
+			CHECK(got == -ETIMEDOUT || got == -EPROTO ||
+			      got == -ENOTCONN);
+			healthy = 0;
+		} else {
+			CHECK(got >= 1 && got <= (int)ncalls);
+			for (; n < (unsigned)got; n++)
+				ids[n] = atomic_load(&ch->next_id) -
+					 (uint64_t)got + n;
+			if (n < ncalls)
+				healthy = 0; /* ring full: the rest not sent */
+		}
+		ncalls = n;
+	}
 	for (; n < ncalls; n++) {
 		int ret = pbus_submit(g.peer, g.lane, &a, &tk[n]);
 
