@@ -20,26 +20,27 @@
 static inline uint64_t touch_sum(const void *buf, size_t len)
 {
 	const uint64_t lo = 0x00ff00ff00ff00ffull;
-	const uint8_t *p = buf;
+	const uint8_t *p = buf, *end = p + len;
 	uint64_t sum = 0;
-	size_t i = 0;
 
-	while (len - i >= 8) {
+	while (end - p >= 8) {
+		/* each word adds at most 2 x 255 per 16-bit lane: 128 words
+		 * stay below 65536 */
+		size_t words = (size_t)(end - p) / 8;
+		const uint8_t *stop = p + 8 * (words < 128 ? words : 128);
 		uint64_t acc = 0;
 
-		/* each word adds at most 2 x 255 per 16-bit lane: 128
-		 * words stay below 65536 */
-		for (unsigned k = 0; k < 128 && len - i >= 8; k++, i += 8) {
+		for (; p < stop; p += 8) {
 			uint64_t w;
 
-			memcpy(&w, p + i, 8);
+			memcpy(&w, p, 8);
 			acc += (w & lo) + ((w >> 8) & lo);
 		}
 		sum += (acc & 0xffff) + ((acc >> 16) & 0xffff) +
 		       ((acc >> 32) & 0xffff) + (acc >> 48);
 	}
-	for (; i < len; i++)
-		sum += p[i];
+	for (; p < end; p++)
+		sum += *p;
 	return sum;
 }
 
