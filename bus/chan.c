@@ -392,44 +392,46 @@ static inline void copy_small(void *dst, const void *src, size_t n)
 	uint8_t *d = dst;
 	const uint8_t *s = src;
 
-	for (; n >= 16; n -= 16, d += 16, s += 16)
-		__builtin_memcpy(d, s, 16);
-	if (n >= 8) {
+	if (n >= 16) {
+		for (size_t i = 0; i + 16 < n; i += 16)
+			__builtin_memcpy(d + i, s + i, 16);
+		/* the last 16 bytes, overlapping what was copied */
+		__builtin_memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
 		__builtin_memcpy(d, s, 8);
 		__builtin_memcpy(d + n - 8, s + n - 8, 8);
 	} else if (n >= 4) {
 		__builtin_memcpy(d, s, 4);
 		__builtin_memcpy(d + n - 4, s + n - 4, 4);
-	} else {
-		for (; n; n--)
-			*d++ = *s++;
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
 	}
 }
 
 /*
- * Fill @d (all but its commit word) for the call @a; returns the bytes of
- * the slot that matter. A call whose payload and contexts fit in the slot
- * travels inline (see struct pbus_req_desc in abi.h): the agent then gets
- * descriptor and data in the lines it polls. The parts were bounds-checked
- * against the arena by check_args(); the copy in the lane stays the one the
- * gateway uses.
+ * Fill @d (all but its commit word) for the call @a from CPU @cpu; returns
+ * the bytes of the slot that matter, a multiple of 8, all of them set (the
+ * slot gets exactly those: stack bytes must not reach the agent). A call
+ * whose payload and contexts fit in the slot travels inline (see struct
+ * pbus_req_desc in abi.h): the agent then gets descriptor and data in the
+ * lines it polls. The parts were bounds-checked against the arena by
+ * check_args(); the copy in the lane stays the one the gateway uses.
  */
 static size_t desc_build(const struct pbus_chan *ch,
 			 const struct pbus_call_args *a, uint64_t timeout,
-			 struct pbus_req_desc *d)
+			 uint32_t cpu, struct pbus_req_desc *d)
 {
 	const uint8_t *base = ch->peer->bus->arena.base;
 	uint64_t total = (uint64_t)a->payload.len + a->gctx.len + a->lctx.len;
 
-	/* all of it: the bytes past the parts reach the agent too, and must
-	 * not carry whatever our stack held */
-	memset(d, 0, sizeof(*d));
 	d->epoch = ch->epoch;
 	d->hook = (uint16_t)a->hook;
 	d->payload_len = a->payload.len;
 	d->gctx_len = a->gctx.len;
 	d->lctx_len = a->lctx.len;
-	d->cpu = (uint32_t)sched_getcpu();
+	d->cpu = cpu;
 	d->timeout_ns = timeout;
 	if (total > PBUS_REQ_INLINE_MAX) {
 		d->flags = PBUS_REQ_F_NONE;
@@ -439,12 +441,14 @@ static size_t desc_build(const struct pbus_chan *ch,
 		return PBUS_REQ_HDR_SIZE + 3 * sizeof(uint64_t);
 	}
 	d->flags = PBUS_REQ_F_INLINE;
+	if (total % 8) /* the bytes up to the next multiple of 8 */
+		memset(d->inl + total - total % 8, 0, 8);
 	copy_small(d->inl, base + a->payload.off, a->payload.len);
 	copy_small(d->inl + a->payload.len, base + a->gctx.off,
-			 a->gctx.len);
-	copy_small(d->inl + a->payload.len + a->gctx.len,
-			 base + a->lctx.off, a->lctx.len);
-	return PBUS_REQ_HDR_SIZE + (size_t)total;
+		   a->gctx.len);
+	copy_small(d->inl + a->payload.len + a->gctx.len, base + a->lctx.off,
+		   a->lctx.len);
+	return PBUS_REQ_HDR_SIZE + (size_t)((total + 7) & ~7ull);
 }
 
 /*
@@ -525,12 +529,12 @@ static uint64_t add_sat(uint64_t a, uint64_t b)
  * them from our caches: demoting them would only push them further away
  * (paced 64 KiB: ~12 -> ~24 us).
  */
-static inline int agent_polls_elsewhere(const struct pbus_chan_hdr *h)
+static inline int agent_polls_elsewhere(const struct pbus_chan_hdr *h,
+					uint32_t cpu)
 {
 	return __atomic_load_n(&h->agent_state, __ATOMIC_RELAXED) ==
 		       PBUS_PEER_RUNNING &&
-	       (int)__atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED) !=
-		       sched_getcpu();
+	       __atomic_load_n(&h->agent_cpu, __ATOMIC_RELAXED) != cpu;
 }
 
 /*
@@ -574,18 +578,13 @@ static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
  * a cache-line round trip. */
 static unsigned desc_write(struct pbus_chan *ch, uint64_t id,
 			   const struct pbus_call_args *a, uint64_t timeout,
-			   unsigned *lines)
+			   uint32_t cpu, unsigned *lines)
 {
 	struct pbus_req_desc ld, *d = &ch->req[id & ch->req_mask];
+	size_t used = desc_build(ch, a, timeout, cpu, &ld);
 
-	if (desc_build(ch, a, timeout, &ld) <= PBUS_CACHELINE) {
-		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8,
-		       PBUS_CACHELINE - 8);
-		*lines = 1;
-	} else {
-		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8, sizeof(ld) - 8);
-		*lines = 2;
-	}
+	copy_small((uint8_t *)d + 8, (uint8_t *)&ld + 8, used - 8);
+	*lines = used > PBUS_CACHELINE ? 2 : 1;
 	return ld.flags & PBUS_REQ_F_INLINE;
 }
 
@@ -618,6 +617,7 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint64_t id, t_full = 0, seen_head, now, deadline = UINT64_MAX;
 	unsigned lines = 0, inl = 0;
+	uint32_t cpu;
 	int got;
 
 	for (;;) {
@@ -662,19 +662,20 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 
 	if (t_full)
 		pbus__obs_ring_full(ch->peer->id, pbus__now_ns() - t_full);
+	cpu = (uint32_t)sched_getcpu();
 	for (int k = 0; k < got; k++) {
 		struct pbus_pending *e = &ch->pend[(id + k) & ch->req_mask];
-		uint64_t dl = t_full ? add_sat(t_full, call_timeout(&a[k]))
-				     : UINT64_MAX;
+		uint64_t to = call_timeout(&a[k]);
 
 		atomic_store_explicit(&e->id, id + k, memory_order_relaxed);
 		e->lane = l;
 		e->woke = 0;
-		atomic_store_explicit(&e->deadline, dl, memory_order_relaxed);
+		atomic_store_explicit(&e->deadline,
+				      t_full ? add_sat(t_full, to) : UINT64_MAX,
+				      memory_order_relaxed);
 		atomic_store_explicit(&e->state, PEND_WAITING,
 				      memory_order_release);
-		inl = desc_write(ch, id + k, &a[k], call_timeout(&a[k]),
-				 &lines);
+		inl = desc_write(ch, id + k, &a[k], to, cpu, &lines);
 		if (got > 1)
 			__atomic_store_n(&ch->req[(id + k) & ch->req_mask].seq,
 					 id + k + 1, __ATOMIC_RELEASE);
@@ -697,7 +698,7 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 		 */
 		if (atomic_load_explicit(&ch->last_done,
 					 memory_order_relaxed) + 1 == id) {
-			if (agent_polls_elsewhere(h)) {
+			if (agent_polls_elsewhere(h, cpu)) {
 				pbus__cldemote(d);
 				if (lines > 1)
 					pbus__cldemote((uint8_t *)d +

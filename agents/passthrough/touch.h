@@ -6,8 +6,9 @@
  * bytes, so a ratio compares transports, not loops.
  *
  * A byte at a time costs a cycle per byte (~25 us for 64 KiB here, more
- * than the transport); this reads eight at a time and adds them in 16-bit
- * lanes (SWAR), folding the lanes before they can overflow. Same result as
+ * than the transport). On x86-64 this reads 16 bytes at a time and sums
+ * them with PSADBW (SSE2, always there); elsewhere eight at a time, added
+ * in 16-bit lanes (SWAR) folded before they can overflow. Same result as
  * the byte loop.
  */
 #ifndef PBUS_TOUCH_H
@@ -16,7 +17,35 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
+#ifdef __SSE2__
+static inline uint64_t touch_sum(const void *buf, size_t len)
+{
+	const uint8_t *p = buf, *end = p + len;
+	const __m128i zero = _mm_setzero_si128();
+	__m128i acc = zero;
+	uint64_t sum;
+
+	for (; end - p >= 16; p += 16)
+		acc = _mm_add_epi64(
+			acc, _mm_sad_epu8(_mm_loadu_si128((const __m128i *)p),
+					  zero));
+	if (end - p >= 8) {
+		acc = _mm_add_epi64(
+			acc, _mm_sad_epu8(_mm_loadl_epi64((const __m128i *)p),
+					  zero));
+		p += 8;
+	}
+	sum = (uint64_t)_mm_cvtsi128_si64(acc) +
+	      (uint64_t)_mm_cvtsi128_si64(_mm_unpackhi_epi64(acc, acc));
+	for (; p < end; p++)
+		sum += *p;
+	return sum;
+}
+#else
 static inline uint64_t touch_sum(const void *buf, size_t len)
 {
 	const uint64_t lo = 0x00ff00ff00ff00ffull;
@@ -43,5 +72,6 @@ static inline uint64_t touch_sum(const void *buf, size_t len)
 		sum += *p;
 	return sum;
 }
+#endif
 
 #endif
