@@ -4,7 +4,8 @@
  * (p50/p99/p99.9) and calls/s for 64 B, 1 KiB and 64 KiB payloads, for
  *   continuous   back-to-back blocking calls
  *   paced        ~1,000 calls/s, so the agent falls asleep between calls
- *   pipelined    non-blocking API, 64 calls in flight
+ *   pipelined    non-blocking API, 64 calls in flight (pbus_submit_many();
+ *                "pipe64 1x1": the same with pbus_submit() per call)
  *   2 threads    two gateway threads calling one agent at once
  * and, measured in the same run with the same bytes, two baselines:
  *   unix socket  a Unix-domain stream socket to a server process
@@ -203,6 +204,7 @@ struct pb_run {
 	size_t size;
 	size_t n;
 	uint64_t pace_ns; /* 0: continuous */
+	int one_by_one;   /* pipelined: pbus_submit() per call */
 	uint64_t *lat;
 	uint64_t wall;
 	int err;
@@ -249,9 +251,9 @@ static void *pb_blocking(void *arg)
 
 /*
  * Pipelined: rounds of @depth calls, each round's payloads encoded into the
- * lane, queued with pbus_submit_many() (as many as the ring takes at a time)
- * and then collected in order. A call's latency runs from the submit that
- * queued it to its collect.
+ * lane, queued with pbus_submit_many() (as many as the ring takes at a time;
+ * r->one_by_one: with one pbus_submit() each) and then collected in order.
+ * A call's latency runs from the submit that queued it to its collect.
  */
 static void pb_pipelined(struct pb_run *r, unsigned depth)
 {
@@ -279,9 +281,16 @@ static void pb_pipelined(struct pb_run *r, unsigned depth)
 		if (r->err)
 			break;
 		for (unsigned k = 0; k < n && !r->err;) {
-			int got = pbus_submit_many(r->p->peer, l, a + k, n - k,
-						   tk + k);
-			uint64_t now = bench_now();
+			uint64_t now;
+			int got;
+
+			if (!r->one_by_one)
+				got = pbus_submit_many(r->p->peer, l, a + k,
+						       n - k, tk + k);
+			else if (!(got = pbus_submit(r->p->peer, l, &a[k],
+						     &tk[k])))
+				got = 1;
+			now = bench_now();
 
 			if (got < 0) {
 				fprintf(stderr, "pbus-bench: submit: %s\n",
@@ -611,7 +620,7 @@ static void verdict(struct verdicts *v, int ok, const char *fmt, ...)
 int bench_core(FILE *out, const char *bindir, int quick)
 {
 	static const size_t sizes[] = {64, 1024, 65536};
-	struct bench_res cont[3], pace[3], pipe_[3], thr2;
+	struct bench_res cont[3], pace[3], pipe_[3], pipe1, thr2;
 	struct bench_res ucont[3], upace[3], upipe[3], uthr2;
 	struct bench_res fcont[3], fpace[3];
 	size_t ncont[3] = {200000, 100000, 10000};
@@ -693,6 +702,11 @@ int bench_core(FILE *out, const char *bindir, int quick)
 		warm_pipelined(&r, n);
 		pb_pipelined(&r, 64);
 		bench_stats(lat, r.n, r.wall, &pipe_[i]);
+		if (i == 0) { /* the same rounds, one submit per call */
+			r.one_by_one = 1;
+			pb_pipelined(&r, 64);
+			bench_stats(lat, r.n, r.wall, &pipe1);
+		}
 		sk_client(&u);
 		bench_stats(lat, u.n, u.wall, &upipe[i]);
 	}
@@ -747,6 +761,7 @@ int bench_core(FILE *out, const char *bindir, int quick)
 		    &fpace[i]);
 	for (int i = 0; i < 3; i++)
 		row(out, "pipelined64", sizes[i], &pipe_[i], &upipe[i], NULL);
+	row(out, "pipe64 1x1", 64, &pipe1, &upipe[0], NULL);
 	row(out, "2 threads", 64, &thr2, &uthr2, NULL);
 
 	verdict(&v, cont[0].p50 <= 0.5, "continuous 64 B p50 %.2f us <= 0.5",
