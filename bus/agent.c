@@ -13,8 +13,10 @@
  *
  * Idle: poll the ring for idle_spin_ns unless the last request came from a
  * gateway thread on this CPU (polling would only keep it off the CPU), then
- * sleep on the request doorbell, waking at least every heartbeat to refresh
- * the heartbeat word and notice a gateway that went away. An agent whose
+ * sleep on the request doorbell: with no deadline for an agent its gateway
+ * spawned (it is told of everything, see sleep_deadline()), else waking at
+ * least every heartbeat to refresh the heartbeat word and notice a gateway
+ * that went away. An agent whose
  * requests come further apart than that poll (a long chain, a paced caller)
  * sleeps at once instead, on its caller's CPU (see place()).
  *
@@ -104,6 +106,7 @@ struct pbus_agent {
 	unsigned same_caller;   /* requests in a row from last_cpu (capped) */
 	int follow_cpu;         /* CPU we are pinned to, -1: not pinned */
 	int far;                /* requests come far apart, see place() */
+	int guarded;            /* PR_SET_PDEATHSIG on our gateway's exit */
 	unsigned far_waits;     /* waits since far was last re-learned */
 	cpu_set_t affinity;     /* our affinity when not pinned */
 	int ncpus;
@@ -123,11 +126,25 @@ struct pbus_agent {
 #define FOLLOW_AFTER 4
 
 static volatile sig_atomic_t sig_stop;
+/* the request doorbell of the connection whose handlers are installed */
+static struct pbus_chan_hdr *volatile sig_hdr;
 
 static void on_signal(int sig)
 {
+	struct pbus_chan_hdr *h = sig_hdr;
+	int saved = errno;
+
 	(void)sig;
 	sig_stop = 1;
+	/* An agent may sleep with no deadline (wait_request()): it must not
+	 * miss this, whichever thread the signal reached and whenever. Move
+	 * the doorbell, so that a wait about to start returns at once, and
+	 * wake a wait in progress. */
+	if (h) {
+		__atomic_fetch_add(&h->req_data.seq, 1, __ATOMIC_SEQ_CST);
+		pbus__futex_wake(&h->req_data.seq, INT_MAX);
+	}
+	errno = saved;
 }
 
 static int env_is_1(const char *name)
@@ -150,8 +167,12 @@ static void watch_gateway_process(struct pbus_agent *a)
 
 	if (gw <= 0 || getppid() != (pid_t)gw)
 		return;
-	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == 0 && getppid() != (pid_t)gw)
+	if (prctl(PR_SET_PDEATHSIG, SIGTERM))
+		return;
+	if (getppid() != (pid_t)gw)
 		a->orphan = 1;
+	else
+		a->guarded = 1;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -393,6 +414,7 @@ static int connect_once(struct pbus_agent *a, int once)
 		sigemptyset(&sa.sa_mask);
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
+		sig_hdr = a->hdr;
 	}
 	return 0;
 out_arena:
@@ -417,6 +439,8 @@ int pbus_agent_connect(struct pbus_agent *a)
 /* Forget the current connection (reconnect mode). */
 static void agent_disconnect(struct pbus_agent *a)
 {
+	if (a->hdr && sig_hdr == a->hdr)
+		sig_hdr = NULL; /* before the mapping goes */
 	if (a->hdr)
 		__atomic_store_n(&a->hdr->agent_state, PBUS_PEER_GONE,
 				 __ATOMIC_RELEASE);
@@ -1118,6 +1142,26 @@ static void note_gap(struct pbus_agent *a, uint64_t idle_from, uint64_t now)
 	a->gap_ewma = a->gap_ewma - (a->gap_ewma >> 3) + (g >> 3);
 }
 
+/*
+ * How long to sleep on the doorbell (absolute ns, 0: no deadline). An agent
+ * its gateway spawned dies with it (PR_SET_PDEATHSIG, watch_gateway_process()),
+ * and every other reason to leave rings the doorbell: pbus__chan_kill() (the
+ * gateway drops us or closes), pbus_agent_stop(), on_signal(). So it sleeps
+ * with no deadline unless the caller of pbus_agent_poll() gave one, which
+ * saves arming and cancelling a timer around each sleep (~0.3 us of every
+ * call to a sleeping agent on this VM). It does not refresh its heartbeat
+ * while asleep; the watchdog takes a sleeping agent with no call waiting as
+ * alive (sup.c, watch()). Any other agent wakes at least every heartbeat to
+ * refresh it and to notice a gateway that went away.
+ */
+static uint64_t sleep_deadline(const struct pbus_agent *a, uint64_t until,
+			       uint64_t hb)
+{
+	if (a->guarded && !a->no_signals && sig_hdr == a->hdr)
+		return until;
+	return until && until < hb ? until : hb;
+}
+
 static int wait_request(struct pbus_agent *a, uint64_t until)
 {
 	struct pbus_chan_hdr *h = a->hdr;
@@ -1167,7 +1211,7 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 		atomic_thread_fence(memory_order_seq_cst);
 		if (ring_empty(a) && !must_leave(a))
 			pbus__futex_wait(&h->req_data.seq, seq,
-					 until && until < hb ? until : hb);
+					 sleep_deadline(a, until, hb));
 		__atomic_store_n(&h->req_data.waiters, 0, __ATOMIC_RELAXED);
 		a->mycpu = sched_getcpu();
 		__atomic_store_n(&h->agent_cpu, (uint32_t)a->mycpu,

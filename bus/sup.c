@@ -752,7 +752,7 @@ static void watch(struct sup_agent *ag, uint64_t now)
 	struct pbus_chan *ch = pbus__chan_tryget(p);
 	uint64_t completed, timeouts, rej_bad, head, hb, d_c, d_t;
 	unsigned waiting = 0;
-	int poisoned;
+	int poisoned, asleep;
 
 	if (!ch)
 		return;
@@ -770,6 +770,8 @@ static void watch(struct sup_agent *ag, uint64_t now)
 	rej_bad = atomic_load(&p->rej_bad);
 	head = __atomic_load_n(&ch->hdr->req_head, __ATOMIC_RELAXED);
 	hb = __atomic_load_n(&ch->hdr->heartbeat_ns, __ATOMIC_RELAXED);
+	asleep = __atomic_load_n(&ch->hdr->agent_state, __ATOMIC_RELAXED) ==
+		 PBUS_PEER_SLEEPING;
 	poisoned = atomic_load(&ch->poisoned);
 	for (uint32_t i = 0; i <= ch->req_mask; i++)
 		waiting += atomic_load_explicit(&ch->pend[i].state,
@@ -779,7 +781,12 @@ static void watch(struct sup_agent *ag, uint64_t now)
 
 	d_c = completed - ag->w_completed;
 	d_t = timeouts - ag->w_timeouts;
-	if (d_c || head != ag->w_req_head || hb != ag->w_hb) {
+	/* Alive: it made progress, or it refreshed its heartbeat, or it
+	 * sleeps with nothing to do (an agent our supervisor spawned sleeps
+	 * without refreshing it, see agent.c sleep_deadline()). Asleep with
+	 * calls waiting is not: a woken agent says it is running. */
+	if (d_c || head != ag->w_req_head || hb != ag->w_hb ||
+	    (asleep && !waiting)) {
 		ag->t_alive = now;
 		ag->alive_timeouts = timeouts;
 	}

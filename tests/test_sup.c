@@ -1035,6 +1035,62 @@ START_TEST(
 }
 END_TEST
 
+/* Voluntary context switches of @pid so far, or -1. */
+static long ctx_switches(pid_t pid)
+{
+	char path[64], line[128];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* An agent its gateway spawned sleeps with no deadline (it dies with the
+ * gateway, and everything else rings its doorbell): idle, it does not wake
+ * even once a heartbeat (1 s), and the watchdog, with a heartbeat timeout
+ * far shorter than the idle time, takes it as alive. Then it answers. */
+START_TEST(spawned_idle_agent_sleeps_through_and_is_not_taken_for_hung)
+{
+	struct pbus_outcome o;
+	struct st t;
+	long before, after;
+	int32_t pid;
+
+	setup();
+	st_open(&t, 0,
+		"supervision: {heartbeat_timeout_ms: 200}\n"
+		"plugins:\n"
+		"  - name: P\n"
+		"    kind: agent\n"
+		"    hooks: [tool_pre_invoke]\n"
+		"    timeout: 5\n"
+		"    command: [%s]\n",
+		pass_path);
+	wait_up(&t, "P", 5000);
+	ck_assert_int_eq(run1(&t, TOOL_PRE, NULL, &o, NULL), 0);
+	pid = stats(&t, "P").pid;
+	usleep(200000); /* past its idle poll: asleep */
+	before = ctx_switches(pid);
+	usleep(1500000);
+	after = ctx_switches(pid);
+	ck_assert_int_ge(before, 0);
+	ck_assert_int_eq(after, before);
+	ck_assert_int_eq(stats(&t, "P").pid, pid);
+	ck_assert_uint_eq(stats(&t, "P").restarts, 0);
+	ck_assert_int_eq(run1(&t, TOOL_PRE, NULL, &o, NULL), 0);
+	ck_assert_int_eq(log_count("no heartbeat"), 0);
+	st_close(&t);
+}
+END_TEST
+
 START_TEST(busy_agent_in_a_long_handler_is_not_killed_before_its_timeout)
 {
 	struct pbus_outcome o;
@@ -1819,6 +1875,7 @@ static Suite *sup_suite(void)
 	tc = tcase(s, "watchdog", 30);
 	tcase_add_test(tc, agent_with_calls_timing_out_in_a_row_is_killed_and_restarted);
 	tcase_add_test(tc, stopped_agent_with_calls_waiting_is_killed_after_the_heartbeat_timeout);
+	tcase_add_test(tc, spawned_idle_agent_sleeps_through_and_is_not_taken_for_hung);
 	tcase_add_test(tc, busy_agent_in_a_long_handler_is_not_killed_before_its_timeout);
 
 	tc = tcase(s, "hostile", 60);

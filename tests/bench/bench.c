@@ -141,12 +141,17 @@ struct pb {
 static pid_t spawn_agent(const char *bindir, const char *sock,
 			 const char *name, const char *mode)
 {
-	char path[4096];
+	char path[4096], gw[16];
 	pid_t pid;
 
 	snprintf(path, sizeof(path), "%s/pbus-passthrough", bindir);
+	snprintf(gw, sizeof(gw), "%d", (int)getpid());
 	pid = fork();
 	if (pid == 0) {
+		/* spawned by its gateway, as the supervisor spawns agents:
+		 * it dies with us (see docs/supervision.md) */
+		setenv("PBUS_SPAWNED", "1", 1);
+		setenv("PBUS_GATEWAY_PID", gw, 1);
 		execl(path, path, "--socket", sock, "--name", name, "--mode",
 		      mode, (char *)NULL);
 		fprintf(stderr, "pbus-bench: exec %s: %s\n", path,

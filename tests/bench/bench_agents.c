@@ -173,11 +173,12 @@ static int to_mp(const char *s, msgpack_sbuffer *sb)
 static pid_t spawn(const char *bindir, const char *agent, const char *mode,
 		   const char *sock)
 {
-	char path[4096], prog[64];
+	char path[4096], prog[64], gw[16];
 	pid_t pid;
 
 	snprintf(prog, sizeof(prog), "pbus-%s", agent ? agent : "passthrough");
 	snprintf(path, sizeof(path), "%s/%s", bindir, prog);
+	snprintf(gw, sizeof(gw), "%d", (int)getpid());
 	pid = fork();
 	if (pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);
@@ -186,6 +187,9 @@ static pid_t spawn(const char *bindir, const char *agent, const char *mode,
 			dup2(fd, 2);
 		setenv("PBUS_SOCK", sock, 1);
 		setenv("PBUS_PLUGIN", "bench", 1);
+		/* spawned by its gateway, as the supervisor does it */
+		setenv("PBUS_SPAWNED", "1", 1);
+		setenv("PBUS_GATEWAY_PID", gw, 1);
 		if (agent)
 			execl(path, prog, (char *)NULL);
 		else
