@@ -40,9 +40,14 @@ struct pbus_agent_opts {
 	const char *name;       /* plugin name; NULL: $PBUS_PLUGIN */
 	const char *sock_path;  /* NULL: $PBUS_SOCK */
 	int connect_timeout_ms; /* 0: 5000; retries while the socket is absent */
-	unsigned heartbeat_ms;  /* 0: 1000; longest sleep between heartbeats */
+	unsigned heartbeat_ms;  /* 0: 1000; longest sleep between heartbeats
+				 * (an idle agent the gateway spawned, with our
+				 * signal handlers, sleeps without one: it dies
+				 * with the gateway; docs/supervision.md) */
 	unsigned idle_spin_ns;  /* 0: as the gateway says; how long to poll */
-	int no_signals;         /* 1: do not install SIGTERM/SIGINT handlers */
+	int no_signals;         /* 1: do not install SIGTERM/SIGINT handlers
+				 * (a program with its own must set this, and
+				 * call pbus_agent_stop() from them) */
 	int reconnect;          /* 1 (or $PBUS_RECONNECT=1): pbus_agent_run()
 				 * reconnects with back-off (100 ms doubling to
 				 * 2 s) when the gateway goes away or drops the
