@@ -412,12 +412,11 @@ static inline void copy_small(void *dst, const void *src, size_t n)
 
 /*
  * Fill @d (all but its commit word) for the call @a from CPU @cpu; returns
- * the bytes of the slot that matter, a multiple of 8, all of them set (the
- * slot gets exactly those: stack bytes must not reach the agent). A call
- * whose payload and contexts fit in the slot travels inline (see struct
- * pbus_req_desc in abi.h): the agent then gets descriptor and data in the
- * lines it polls. The parts were bounds-checked against the arena by
- * check_args(); the copy in the lane stays the one the gateway uses.
+ * the bytes of the slot that matter. A call whose payload and contexts fit
+ * in the slot travels inline (see struct pbus_req_desc in abi.h): the agent
+ * then gets descriptor and data in the lines it polls. The parts were
+ * bounds-checked against the arena by check_args(); the copy in the lane
+ * stays the one the gateway uses.
  */
 static size_t desc_build(const struct pbus_chan *ch,
 			 const struct pbus_call_args *a, uint64_t timeout,
@@ -426,6 +425,10 @@ static size_t desc_build(const struct pbus_chan *ch,
 	const uint8_t *base = ch->peer->bus->arena.base;
 	uint64_t total = (uint64_t)a->payload.len + a->gctx.len + a->lctx.len;
 
+	/* all of it: the lines we store reach the agent whole, and the bytes
+	 * past the parts must not carry whatever our stack held (fuzz_agent
+	 * checks they are zero) */
+	memset(d, 0, sizeof(*d));
 	d->epoch = ch->epoch;
 	d->hook = (uint16_t)a->hook;
 	d->payload_len = a->payload.len;
@@ -441,14 +444,12 @@ static size_t desc_build(const struct pbus_chan *ch,
 		return PBUS_REQ_HDR_SIZE + 3 * sizeof(uint64_t);
 	}
 	d->flags = PBUS_REQ_F_INLINE;
-	if (total % 8) /* the bytes up to the next multiple of 8 */
-		memset(d->inl + total - total % 8, 0, 8);
 	copy_small(d->inl, base + a->payload.off, a->payload.len);
 	copy_small(d->inl + a->payload.len, base + a->gctx.off,
 		   a->gctx.len);
 	copy_small(d->inl + a->payload.len + a->gctx.len, base + a->lctx.off,
 		   a->lctx.len);
-	return PBUS_REQ_HDR_SIZE + (size_t)((total + 7) & ~7ull);
+	return PBUS_REQ_HDR_SIZE + (size_t)total;
 }
 
 /*
@@ -581,10 +582,15 @@ static unsigned desc_write(struct pbus_chan *ch, uint64_t id,
 			   uint32_t cpu, unsigned *lines)
 {
 	struct pbus_req_desc ld, *d = &ch->req[id & ch->req_mask];
-	size_t used = desc_build(ch, a, timeout, cpu, &ld);
 
-	copy_small((uint8_t *)d + 8, (uint8_t *)&ld + 8, used - 8);
-	*lines = used > PBUS_CACHELINE ? 2 : 1;
+	if (desc_build(ch, a, timeout, cpu, &ld) <= PBUS_CACHELINE) {
+		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8,
+		       PBUS_CACHELINE - 8);
+		*lines = 1;
+	} else {
+		memcpy((uint8_t *)d + 8, (uint8_t *)&ld + 8, sizeof(ld) - 8);
+		*lines = 2;
+	}
 	return ld.flags & PBUS_REQ_F_INLINE;
 }
 
