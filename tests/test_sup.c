@@ -363,8 +363,9 @@ static long rss_kib(void)
 	return res < 0 ? -1 : res * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
-/* Children of this process: all (@zombies 0) or zombies only (1). */
-static int children(int zombies)
+/* Children of this process: all (@zombies 0) or zombies only (1); @show
+ * prints each one counted. */
+static int children(int zombies, int show)
 {
 	DIR *d = opendir("/proc");
 	struct dirent *e;
@@ -388,52 +389,25 @@ static int children(int zombies)
 		p = strrchr(buf, ')');
 		if (!p || sscanf(p + 2, "%c %d", &st, &ppid) != 2)
 			continue;
-		if (ppid == getpid() && (!zombies || st == 'Z'))
+		if (ppid == getpid() && (!zombies || st == 'Z')) {
 			n++;
+			if (show) /* pid, name and state */
+				fprintf(stderr, "left behind: %.*s\n",
+					(int)(p + 3 - buf), buf);
+		}
 	}
 	if (d)
 		closedir(d);
 	return n;
 }
 
-/* Print our children (pid, state, name): what a failed wait left. */
-static void print_children(void)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-
-	while (d && (e = readdir(d))) {
-		char path[300], buf[512], *p, st;
-		int ppid;
-		FILE *f;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		buf[0] = 0;
-		if (!fgets(buf, sizeof(buf), f))
-			buf[0] = 0;
-		fclose(f);
-		p = strrchr(buf, ')');
-		if (p && sscanf(p + 2, "%c %d", &st, &ppid) == 2 &&
-		    ppid == getpid())
-			fprintf(stderr, "left behind: %.*s\n", (int)(p + 4 - buf),
-				buf);
-	}
-	if (d)
-		closedir(d);
-}
-
 static int wait_no_children(int zombies, int ms)
 {
 	uint64_t until = th_now_ms() + (uint64_t)ms;
 
-	while (children(zombies)) {
+	while (children(zombies, 0)) {
 		if (th_now_ms() >= until) {
-			print_children();
+			children(zombies, 1); /* say what is left */
 			return -ETIMEDOUT;
 		}
 		usleep(5000);
@@ -1557,7 +1531,8 @@ START_TEST(
 	/* As the subreaper we also inherit what the dead gateway had not
 	 * reaped yet (an agent it had just replaced): reap those; then no
 	 * process may be left. */
-	for (until = th_now_ms() + 2000; children(0) && th_now_ms() < until;
+	for (until = th_now_ms() + 2000;
+	     children(0, 0) && th_now_ms() < until;
 	     usleep(5000))
 		while (waitpid(-1, NULL, WNOHANG) > 0)
 			;
