@@ -108,18 +108,19 @@ struct pbus_agent {
 	int far;                /* requests come far apart, see place() */
 	int guarded;            /* PR_SET_PDEATHSIG on our gateway's exit */
 	unsigned far_waits;     /* waits since far was last re-learned */
-	cpu_set_t affinity;     /* our affinity when not pinned */
 	int ncpus;
 	unsigned short_sleeps;  /* see note_wake() */
 	uint64_t migrated_at, migrations;
 	uint64_t gap_ewma;      /* idle time between requests, learned */
 	uint64_t handled;       /* published to the header when idle */
 	int mycpu;
+	int cpu_fresh;          /* mycpu was just read (wait_request()) */
 
 	uint8_t *last_frame;    /* the last frame committed */
 	uint8_t *ovf;           /* overflow body buffer */
 	size_t ovf_cap;
 	struct pbus_call call;
+	cpu_set_t affinity;     /* our affinity when not pinned (cold) */
 };
 
 /* Requests in a row from one caller CPU before we follow it (place()). */
@@ -523,7 +524,7 @@ void pbus_agent_stop(struct pbus_agent *a)
 
 /* ---------------------------------------------------------------- events */
 
-static inline void ev_notify(struct pbus_event *ev)
+static inline PBUS_HOT void ev_notify(struct pbus_event *ev)
 {
 	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
 		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
@@ -531,15 +532,15 @@ static inline void ev_notify(struct pbus_event *ev)
 	}
 }
 
-static int must_leave(struct pbus_agent *a)
+static PBUS_HOT int must_leave(struct pbus_agent *a)
 {
-	return sig_stop || atomic_load_explicit(&a->stop, memory_order_relaxed) ||
-	       a->gone ||
-	       __atomic_load_n(&a->hdr->closing, __ATOMIC_RELAXED);
+	return sig_stop ||
+	       atomic_load_explicit(&a->stop, memory_order_relaxed) ||
+	       a->gone || __atomic_load_n(&a->hdr->closing, __ATOMIC_RELAXED);
 }
 
 /* Is the gateway still there? Checks the control socket for EOF. */
-static void check_gateway(struct pbus_agent *a)
+static PBUS_COLD void check_gateway(struct pbus_agent *a)
 {
 	char c;
 	ssize_t n = recv(a->sock, &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -552,7 +553,7 @@ static void check_gateway(struct pbus_agent *a)
 
 /* Publish everything written so far. The exchange is the full fence that
  * orders our stores before the read of the gateway's waiters flags. */
-static void publish(struct pbus_agent *a)
+static PBUS_HOT void publish(struct pbus_agent *a)
 {
 	struct pbus_chan_hdr *h = a->hdr;
 
@@ -576,7 +577,8 @@ static inline void clear_len(struct pbus_agent *a, uint64_t pos)
  * one frame slot before the gateway's head. Returns the contiguous bytes
  * available (>= need), or -errno when we must leave.
  */
-static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
+static PBUS_COLD int64_t resp_space_slow(struct pbus_agent *a, uint64_t need,
+					 uint64_t pref)
 {
 	uint64_t raw_head = a->resp_head_cache; /* as the gateway wrote it */
 	struct pbus_chan_hdr *h = a->hdr;
@@ -641,8 +643,23 @@ static int64_t resp_space(struct pbus_agent *a, uint64_t need, uint64_t pref)
 	}
 }
 
+/* resp_space() when the cached head already shows room (most calls) */
+static inline PBUS_HOT int64_t resp_space(struct pbus_agent *a, uint64_t need,
+					  uint64_t pref)
+{
+	uint64_t size = a->resp_size;
+	uint64_t free_ = size - (a->resp_tail - a->resp_head_cache) -
+			 PBUS_FRAME_ALIGN;
+	uint64_t to_end = size - (a->resp_tail & (size - 1));
+
+	if (likely(free_ >= pref && free_ >= need && to_end >= pref &&
+		   to_end >= need))
+		return (int64_t)(free_ < to_end ? free_ : to_end);
+	return resp_space_slow(a, need, pref);
+}
+
 /* Reserve the frame for the call about to run. */
-static int call_begin(struct pbus_call *c)
+static PBUS_HOT int call_begin(struct pbus_call *c)
 {
 	struct pbus_agent *a = c->a;
 	int64_t got = resp_space(a, PBUS_FRAME_ALIGN,
@@ -769,20 +786,20 @@ int pbus_call_violate(struct pbus_call *c, const char *code,
 	return 0;
 }
 
-int pbus_call_fail(struct pbus_call *c, const char *message)
+PBUS_COLD int pbus_call_fail(struct pbus_call *c, const char *message)
 {
 	pack_cstr(pbus_call_put(c, "error"), message);
 	return 0;
 }
 
 /* Finish the frame for the current call (after its handler ran). */
-static int call_commit(struct pbus_call *c, uint32_t handler_ns)
+static PBUS_HOT int call_commit(struct pbus_call *c, uint32_t handler_ns)
 {
 	struct pbus_agent *a = c->a;
 	struct pbus_resp_frame f;
 	uint64_t flen;
 
-	if (c->err) {
+	if (unlikely(c->err)) {
 		/* The body could not be built: answer with a bare error. */
 		c->nkeys = 0;
 		c->len = 0;
@@ -801,7 +818,7 @@ static int call_commit(struct pbus_call *c, uint32_t handler_ns)
 	}
 	flen = (sizeof(f) + c->len + PBUS_FRAME_ALIGN - 1) &
 	       ~(uint64_t)(PBUS_FRAME_ALIGN - 1);
-	if (!c->in_ring) {
+	if (unlikely(!c->in_ring)) {
 		int64_t got = resp_space(a, flen, flen);
 
 		if (got < 0)
@@ -828,8 +845,8 @@ static int call_commit(struct pbus_call *c, uint32_t handler_ns)
 
 /* ---------------------------------------------------------------- serving */
 
-static const uint8_t *arena_at(struct pbus_agent *a, uint64_t off,
-			       uint32_t len, int *bad)
+static PBUS_HOT const uint8_t *arena_at(struct pbus_agent *a, uint64_t off,
+					uint32_t len, int *bad)
 {
 	if (!len)
 		return NULL;
@@ -865,7 +882,8 @@ static inline void prefetch(const uint8_t *p, uint32_t len)
  * in the slot itself, referenced ones in the read-only arena. Returns 1 if
  * the descriptor is malformed (parts out of bounds or past the slot).
  */
-static int read_request(struct pbus_agent *a, struct pbus_call *c, uint64_t pos)
+static PBUS_HOT int read_request(struct pbus_agent *a, struct pbus_call *c,
+				 uint64_t pos)
 {
 	const struct pbus_req_desc *sd = &a->req[pos & a->req_mask];
 	struct pbus_req_desc *d = &c->d;
@@ -904,7 +922,7 @@ static int read_request(struct pbus_agent *a, struct pbus_call *c, uint64_t pos)
  * (a paced caller we follow): it finds them in the caches we share, and it
  * waits for the CPU while we demote.
  */
-static void release_payload(const struct pbus_call *c)
+static PBUS_HOT void release_payload(const struct pbus_call *c)
 {
 	uint32_t len = c->d.payload_len;
 
@@ -917,7 +935,7 @@ static void release_payload(const struct pbus_call *c)
 		pbus__cldemote(c->payload + i);
 }
 
-static int serve_one(struct pbus_agent *a, uint64_t pos)
+static PBUS_HOT int serve_one(struct pbus_agent *a, uint64_t pos)
 {
 	struct pbus_call *c = &a->call;
 	uint32_t handler_ns = 0;
@@ -936,16 +954,17 @@ static int serve_one(struct pbus_agent *a, uint64_t pos)
 	else if (a->same_caller < FOLLOW_AFTER)
 		a->same_caller++;
 	a->last_cpu = (int)c->d.cpu;
-	if (bad || c->d.epoch != a->epoch) {
+	if (unlikely(bad || c->d.epoch != a->epoch)) {
 		pbus_call_fail(c, "bad request descriptor");
-	} else if (c->d.hook >= PBUS_HOOK_COUNT || !a->h[c->d.hook].fn) {
+	} else if (unlikely(c->d.hook >= PBUS_HOOK_COUNT ||
+			    !a->h[c->d.hook].fn)) {
 		c->flags |= PBUS_RF_UNSUPPORTED;
 	} else {
 		/* the clock is read only while the handler probe is on */
 		uint64_t t0 = pbus__obs_on(handler) ? pbus__now_ns() : 0;
 
 		ret = a->h[c->d.hook].fn(c, a->h[c->d.hook].arg);
-		if (ret < 0 && !(c->flags & PBUS_RF_ERROR))
+		if (unlikely(ret < 0) && !(c->flags & PBUS_RF_ERROR))
 			pbus_call_fail(c, strerror(-ret));
 		if (t0) {
 			uint64_t d = pbus__now_ns() - t0;
@@ -959,7 +978,7 @@ static int serve_one(struct pbus_agent *a, uint64_t pos)
 	return ret;
 }
 
-static inline int ring_empty(struct pbus_agent *a)
+static inline PBUS_HOT int ring_empty(struct pbus_agent *a)
 {
 	const struct pbus_req_desc *d = &a->req[a->req_head & a->req_mask];
 
@@ -975,7 +994,7 @@ static inline int ring_empty(struct pbus_agent *a)
 }
 
 /* Serve up to BATCH committed requests. Returns the count or -errno. */
-static int serve_batch(struct pbus_agent *a)
+static PBUS_HOT int serve_batch(struct pbus_agent *a)
 {
 	int n = 0, ret, cpu;
 
@@ -983,7 +1002,8 @@ static int serve_batch(struct pbus_agent *a)
 		return 0;
 	/* where we run now (the scheduler may have moved us while we
 	 * polled): callers and our demote decisions compare it with theirs */
-	cpu = sched_getcpu();
+	cpu = a->cpu_fresh ? a->mycpu : sched_getcpu();
+	a->cpu_fresh = 0;
 	if (cpu != a->mycpu) {
 		a->mycpu = cpu;
 		__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)cpu,
@@ -1011,7 +1031,6 @@ static int serve_batch(struct pbus_agent *a)
 	return n;
 }
 
-
 /* Wait for a request: poll, then sleep. 1 when one is there, 0 on timeout,
  * -errno when we must leave. */
 /*
@@ -1027,7 +1046,7 @@ static int serve_batch(struct pbus_agent *a)
 #define SHORT_SLEEPS 16
 #define MIGRATE_EVERY_NS 100000000ull
 
-static void note_wake(struct pbus_agent *a, uint64_t slept_at)
+static PBUS_HOT void note_wake(struct pbus_agent *a, uint64_t slept_at)
 {
 	uint64_t now;
 	cpu_set_t all, others;
@@ -1089,7 +1108,7 @@ static void note_wake(struct pbus_agent *a, uint64_t slept_at)
 #define FAR_RELEARN 1024u
 #define GAP_CAP_SPINS 4ull
 
-static void pin(struct pbus_agent *a, int cpu)
+static PBUS_COLD void pin(struct pbus_agent *a, int cpu)
 {
 	cpu_set_t one;
 
@@ -1108,7 +1127,7 @@ static void pin(struct pbus_agent *a, int cpu)
 }
 
 /* Decide placement before idling; 1 when the agent should sleep at once. */
-static int place(struct pbus_agent *a)
+static PBUS_HOT int place(struct pbus_agent *a)
 {
 	uint64_t spin = a->idle_spin_ns;
 	int want = -1;
@@ -1135,7 +1154,8 @@ static int place(struct pbus_agent *a)
  * the clock as last read, which may be a few polls old: reading it again
  * would delay the request just found, and the gap is compared with tens of
  * microseconds. */
-static void note_gap(struct pbus_agent *a, uint64_t idle_from, uint64_t now)
+static PBUS_HOT void note_gap(struct pbus_agent *a, uint64_t idle_from,
+			      uint64_t now)
 {
 	uint64_t g = now - idle_from, cap = GAP_CAP_SPINS * a->idle_spin_ns;
 
@@ -1157,15 +1177,15 @@ static void note_gap(struct pbus_agent *a, uint64_t idle_from, uint64_t now)
  * alive (sup.c, watch()). Any other agent wakes at least every heartbeat to
  * refresh it and to notice a gateway that went away.
  */
-static uint64_t sleep_deadline(const struct pbus_agent *a, uint64_t until,
-			       uint64_t hb)
+static PBUS_HOT uint64_t sleep_deadline(const struct pbus_agent *a,
+					uint64_t until, uint64_t hb)
 {
 	if (a->guarded && !a->no_signals && sig_hdr == a->hdr)
 		return until;
 	return until && until < hb ? until : hb;
 }
 
-static int wait_request(struct pbus_agent *a, uint64_t until)
+static PBUS_HOT int wait_request(struct pbus_agent *a, uint64_t until)
 {
 	struct pbus_chan_hdr *h = a->hdr;
 	uint64_t now, idle_from = pbus__now_ns();
@@ -1185,7 +1205,7 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 		while (ring_empty(a)) {
 			pbus__cpu_relax();
 			if ((++i & 63) == 0) {
-				if (must_leave(a))
+				if (unlikely(must_leave(a)))
 					return -ENOTCONN;
 				now = pbus__now_ns();
 				if (now >= spin_end)
@@ -1202,12 +1222,12 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 		uint32_t seq;
 		uint64_t hb, slept_at;
 
-		if (must_leave(a))
+		if (unlikely(must_leave(a)))
 			return -ENOTCONN;
 		/* straight from serving (no poll): idle_from is the time */
 		now = fresh ? idle_from : pbus__now_ns();
 		fresh = 0;
-		if (until && now >= until)
+		if (unlikely(until && now >= until))
 			return 0;
 		slept_at = now;
 		hb = now + (uint64_t)a->heartbeat_ms * 1000000ull;
@@ -1216,18 +1236,19 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&h->req_data.waiters, 1, __ATOMIC_RELAXED);
 		atomic_thread_fence(memory_order_seq_cst);
-		if (ring_empty(a) && !must_leave(a))
+		if (ring_empty(a) && likely(!must_leave(a)))
 			pbus__futex_wait(&h->req_data.seq, seq,
 					 sleep_deadline(a, until, hb));
 		__atomic_store_n(&h->req_data.waiters, 0, __ATOMIC_RELAXED);
 		a->mycpu = sched_getcpu();
+		a->cpu_fresh = 1; /* serve_batch() need not look again */
 		__atomic_store_n(&h->agent_cpu, (uint32_t)a->mycpu,
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&h->agent_state, PBUS_PEER_RUNNING,
 				 __ATOMIC_RELEASE);
 		now = pbus__now_ns();
 		__atomic_store_n(&h->heartbeat_ns, now, __ATOMIC_RELAXED);
-		if (!ring_empty(a)) {
+		if (likely(!ring_empty(a))) {
 			note_wake(a, slept_at);
 			note_gap(a, idle_from, now);
 			return 1;
@@ -1236,7 +1257,7 @@ static int wait_request(struct pbus_agent *a, uint64_t until)
 	}
 }
 
-int pbus_agent_poll(struct pbus_agent *a, int timeout_ms)
+PBUS_HOT int pbus_agent_poll(struct pbus_agent *a, int timeout_ms)
 {
 	uint64_t until;
 	int ret, total = 0;
@@ -1255,7 +1276,7 @@ int pbus_agent_poll(struct pbus_agent *a, int timeout_ms)
 	return ret < 0 ? ret : total;
 }
 
-static int serve(struct pbus_agent *a)
+static PBUS_HOT int serve(struct pbus_agent *a)
 {
 	int ret;
 
@@ -1314,7 +1335,7 @@ uint64_t pbus_call_id(const struct pbus_call *c)
 	return c->id;
 }
 
-const void *pbus_call_payload(const struct pbus_call *c, size_t *len)
+PBUS_HOT const void *pbus_call_payload(const struct pbus_call *c, size_t *len)
 {
 	if (len)
 		*len = c->payload ? c->d.payload_len : 0;

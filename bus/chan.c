@@ -71,7 +71,7 @@ static inline void unlock(_Atomic uint32_t *l)
 
 /* Wake sleepers on @ev. The caller's publishing store must be ordered before
  * this (full fence), pairing with the sleeper's waiters increment. */
-static inline int ev_notify(struct pbus_event *ev)
+static inline PBUS_HOT int ev_notify(struct pbus_event *ev)
 {
 	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
 		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
@@ -83,11 +83,11 @@ static inline int ev_notify(struct pbus_event *ev)
 
 /* ---------------------------------------------------------------- refs */
 
-struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
+PBUS_HOT struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
 {
 	for (;;) {
-		struct pbus_chan *ch = atomic_load_explicit(
-			&p->chan, memory_order_acquire);
+		struct pbus_chan *ch =
+			atomic_load_explicit(&p->chan, memory_order_acquire);
 		int32_t r;
 
 		if (!ch)
@@ -105,7 +105,7 @@ struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
 	}
 }
 
-void pbus__chan_put(struct pbus_chan *ch)
+PBUS_HOT void pbus__chan_put(struct pbus_chan *ch)
 {
 	atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_release);
 }
@@ -162,7 +162,7 @@ void pbus__chan_kill(struct pbus_chan *ch, int status)
 
 /* ---------------------------------------------------------------- drain */
 
-static void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
+static PBUS_COLD void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
 {
 	(void)ch;
 	atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
@@ -170,8 +170,9 @@ static void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
 
 /* Handle one well-framed response. Drainer only. Returns 1 if it completed
  * an entry. */
-static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
-		    const uint8_t *body)
+static PBUS_HOT int complete(struct pbus_chan *ch,
+			     const struct pbus_resp_frame *f,
+			     const uint8_t *body)
 {
 	struct pbus_peer *p = ch->peer;
 	struct pbus_pending *e = &ch->pend[f->id & ch->req_mask];
@@ -179,18 +180,18 @@ static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
 	uint64_t off;
 	int status = 0;
 
-	if (f->epoch != ch->epoch) {
+	if (unlikely(f->epoch != ch->epoch)) {
 		rej(ch, &p->rej_stale);
 		return 0;
 	}
-	if (atomic_load_explicit(&e->id, memory_order_relaxed) != f->id) {
+	if (unlikely(atomic_load_explicit(&e->id, memory_order_relaxed) !=
+		     f->id)) {
 		rej(ch, &p->rej_unknown);
 		return 0;
 	}
-	if (!atomic_compare_exchange_strong_explicit(&e->state, &want,
-						     PEND_FILLING,
-						     memory_order_acquire,
-						     memory_order_relaxed)) {
+	if (unlikely(!atomic_compare_exchange_strong_explicit(
+		    &e->state, &want, PEND_FILLING, memory_order_acquire,
+		    memory_order_relaxed))) {
 		if (want == PEND_DONE || e->answered == f->id)
 			rej(ch, &p->rej_dup);
 		else
@@ -225,21 +226,48 @@ static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
 	return 1;
 }
 
-static inline uint32_t frame_len_at(const struct pbus_chan *ch, uint64_t pos)
+static inline PBUS_HOT uint32_t frame_len_at(const struct pbus_chan *ch,
+					     uint64_t pos)
 {
-	return __atomic_load_n((const uint32_t *)(ch->resp +
-						  (pos & (ch->resp_size - 1))),
-			       __ATOMIC_ACQUIRE);
+	return __atomic_load_n(
+		(const uint32_t *)(ch->resp + (pos & (ch->resp_size - 1))),
+		__ATOMIC_ACQUIRE);
+}
+
+/*
+ * A frame that makes no sense at @head: framing is lost. Skip to where the
+ * agent says it writes next, if that is believable; returns the new head. A
+ * tail not yet published past the bad frame (agents commit frames before
+ * they publish the tail) is waited for; a tail that makes no sense poisons
+ * the channel.
+ */
+static PBUS_COLD uint64_t lost_framing(struct pbus_chan *ch, uint64_t head,
+				       uint64_t start)
+{
+	uint64_t t = __atomic_load_n(&ch->hdr->resp_tail, __ATOMIC_ACQUIRE);
+	uint64_t size = ch->resp_size;
+
+	if (ch->bad_at != head + 1) {
+		rej(ch, &ch->peer->rej_bad);
+		ch->bad_at = head + 1;
+	}
+	if ((int64_t)(t - head) > 0 && t - start <= size &&
+	    t % PBUS_FRAME_ALIGN == 0)
+		return t;
+	if ((int64_t)(head - t) < 0 || head - t > size)
+		atomic_store(&ch->poisoned, 1);
+	return head;
 }
 
 /* Drain committed frames, all of them, or (@stop not NULL) up to the one
  * that completes @stop. Caller holds cons_lock and a reference. Returns the
  * number of entries completed. */
-static unsigned drain(struct pbus_chan *ch, const struct pbus_pending *stop)
+static PBUS_HOT unsigned drain(struct pbus_chan *ch,
+			       const struct pbus_pending *stop)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
-	uint64_t head = atomic_load_explicit(&ch->resp_head,
-					     memory_order_relaxed);
+	uint64_t head =
+		atomic_load_explicit(&ch->resp_head, memory_order_relaxed);
 	uint64_t size = ch->resp_size, mask = size - 1, start = head;
 	unsigned done = 0;
 
@@ -254,33 +282,17 @@ static unsigned drain(struct pbus_chan *ch, const struct pbus_pending *stop)
 		f.len = len;
 		/* no run of frames may cover more than a lap: the ring
 		 * is never cleared, so old frames would be met again */
-		if (f.type == PBUS_FRAME_PAD && len == to_end &&
+		if (unlikely(f.type == PBUS_FRAME_PAD) && len == to_end &&
 		    to_end <= size - PBUS_FRAME_ALIGN - (head - start)) {
 			head += to_end;
 			continue;
 		}
-		if (len > size - PBUS_FRAME_ALIGN - (head - start) ||
-		    f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
-		    len % PBUS_FRAME_ALIGN || len > to_end ||
-		    len > size - PBUS_FRAME_ALIGN ||
-		    f.body_len > len - sizeof(f)) {
-			uint64_t t = __atomic_load_n(&h->resp_tail,
-						     __ATOMIC_ACQUIRE);
-
-			/* Framing is lost: skip to where the agent says it
-			 * writes next, if that is believable. A tail not yet
-			 * published past the bad frame (agents commit frames
-			 * before they publish the tail) is waited for; a tail
-			 * that makes no sense poisons the channel. */
-			if (ch->bad_at != head + 1) {
-				rej(ch, &ch->peer->rej_bad);
-				ch->bad_at = head + 1;
-			}
-			if ((int64_t)(t - head) > 0 && t - start <= size &&
-			    t % PBUS_FRAME_ALIGN == 0)
-				head = t;
-			else if ((int64_t)(head - t) < 0 || head - t > size)
-				atomic_store(&ch->poisoned, 1);
+		if (unlikely(len > size - PBUS_FRAME_ALIGN - (head - start) ||
+			     f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
+			     len % PBUS_FRAME_ALIGN || len > to_end ||
+			     len > size - PBUS_FRAME_ALIGN ||
+			     f.body_len > len - sizeof(f))) {
+			head = lost_framing(ch, head, start);
 			break;
 		}
 		head += len;
@@ -307,8 +319,8 @@ static unsigned drain(struct pbus_chan *ch, const struct pbus_pending *stop)
 	return done;
 }
 
-static inline unsigned try_drain(struct pbus_chan *ch,
-				 const struct pbus_pending *stop)
+static inline PBUS_HOT unsigned try_drain(struct pbus_chan *ch,
+					  const struct pbus_pending *stop)
 {
 	unsigned n;
 
@@ -327,14 +339,17 @@ static inline unsigned try_drain(struct pbus_chan *ch,
  * sleeping lets the agent run on our CPU (~5 us hand-over) but costs a second
  * wake-up. Which wins depends on the host and the load, so each channel
  * measures both (EWMA of the response time after a wake-up) and takes the
- * faster, trying the other one wake-up in 128.
+ * faster, trying the other one wake-up in 128. An agent asleep on our own
+ * CPU (one that follows a paced caller, agent.c place()) is neither: we
+ * hand it the CPU (should_spin()), so that wake-up teaches nothing
+ * (WAKE_HERE), and costs no clock read to measure.
  */
-enum { WAKE_SLEEP = 0, WAKE_SPIN = 1 };
+enum { WAKE_SLEEP = 0, WAKE_SPIN = 1, WAKE_HERE = 2 };
 
-static uint8_t wake_choose(struct pbus_chan *ch)
+static PBUS_HOT uint8_t wake_choose(struct pbus_chan *ch)
 {
-	uint32_t n = atomic_fetch_add_explicit(&ch->wake_n, 1,
-					       memory_order_relaxed);
+	uint32_t n =
+		atomic_fetch_add_explicit(&ch->wake_n, 1, memory_order_relaxed);
 	uint32_t sl = atomic_load_explicit(&ch->wake_ns[WAKE_SLEEP],
 					   memory_order_relaxed);
 	uint32_t sp = atomic_load_explicit(&ch->wake_ns[WAKE_SPIN],
@@ -346,7 +361,8 @@ static uint8_t wake_choose(struct pbus_chan *ch)
 	return (n & 127) == 127 ? !best : best;
 }
 
-static void wake_learn(struct pbus_chan *ch, uint8_t strategy, uint64_t lat)
+static PBUS_HOT void wake_learn(struct pbus_chan *ch, uint8_t strategy,
+				uint64_t lat)
 {
 	_Atomic uint32_t *w = &ch->wake_ns[strategy];
 	uint32_t old = atomic_load_explicit(w, memory_order_relaxed);
@@ -369,7 +385,8 @@ static void wake_learn(struct pbus_chan *ch, uint8_t strategy, uint64_t lat)
  * caller that dropped its ticket) would block its slot forever: take it
  * back. A late pbus_collect() of it then fails with -ETIMEDOUT.
  */
-static void reclaim(struct pbus_chan *ch, struct pbus_pending *e, uint64_t now)
+static PBUS_COLD void reclaim(struct pbus_chan *ch, struct pbus_pending *e,
+			      uint64_t now)
 {
 	uint64_t dl = atomic_load_explicit(&e->deadline, memory_order_relaxed);
 	uint32_t st = atomic_load_explicit(&e->state, memory_order_acquire);
@@ -383,34 +400,6 @@ static void reclaim(struct pbus_chan *ch, struct pbus_pending *e, uint64_t now)
 }
 
 /*
- * Copy a few bytes (a request's inline parts, at most a cache line or two)
- * without a library call: on the hot path the call and its dispatch cost
- * more than the copy.
- */
-static inline void copy_small(void *dst, const void *src, size_t n)
-{
-	uint8_t *d = dst;
-	const uint8_t *s = src;
-
-	if (n >= 16) {
-		for (size_t i = 0; i + 16 < n; i += 16)
-			__builtin_memcpy(d + i, s + i, 16);
-		/* the last 16 bytes, overlapping what was copied */
-		__builtin_memcpy(d + n - 16, s + n - 16, 16);
-	} else if (n >= 8) {
-		__builtin_memcpy(d, s, 8);
-		__builtin_memcpy(d + n - 8, s + n - 8, 8);
-	} else if (n >= 4) {
-		__builtin_memcpy(d, s, 4);
-		__builtin_memcpy(d + n - 4, s + n - 4, 4);
-	} else if (n) {
-		d[0] = s[0];
-		d[n / 2] = s[n / 2];
-		d[n - 1] = s[n - 1];
-	}
-}
-
-/*
  * Fill @d (all but its commit word) for the call @a from CPU @cpu; returns
  * the bytes of the slot that matter. A call whose payload and contexts fit
  * in the slot travels inline (see struct pbus_req_desc in abi.h): the agent
@@ -418,9 +407,10 @@ static inline void copy_small(void *dst, const void *src, size_t n)
  * bounds-checked against the arena by check_args(); the copy in the lane
  * stays the one the gateway uses.
  */
-static size_t desc_build(const struct pbus_chan *ch,
-			 const struct pbus_call_args *a, uint64_t timeout,
-			 uint32_t cpu, struct pbus_req_desc *d)
+static PBUS_HOT size_t desc_build(const struct pbus_chan *ch,
+				  const struct pbus_call_args *a,
+				  uint64_t timeout, uint32_t cpu,
+				  struct pbus_req_desc *d)
 {
 	const uint8_t *base = ch->peer->bus->arena.base;
 	uint64_t total = (uint64_t)a->payload.len + a->gctx.len + a->lctx.len;
@@ -444,11 +434,11 @@ static size_t desc_build(const struct pbus_chan *ch,
 		return PBUS_REQ_HDR_SIZE + 3 * sizeof(uint64_t);
 	}
 	d->flags = PBUS_REQ_F_INLINE;
-	copy_small(d->inl, base + a->payload.off, a->payload.len);
-	copy_small(d->inl + a->payload.len, base + a->gctx.off,
-		   a->gctx.len);
-	copy_small(d->inl + a->payload.len + a->gctx.len, base + a->lctx.off,
-		   a->lctx.len);
+	pbus__copy_small(d->inl, base + a->payload.off, a->payload.len);
+	pbus__copy_small(d->inl + a->payload.len, base + a->gctx.off,
+			 a->gctx.len);
+	pbus__copy_small(d->inl + a->payload.len + a->gctx.len,
+			 base + a->lctx.off, a->lctx.len);
 	return PBUS_REQ_HDR_SIZE + (size_t)total;
 }
 
@@ -543,7 +533,7 @@ static inline int agent_polls_elsewhere(const struct pbus_chan_hdr *h,
  * prod_lock): each needs a free pending entry and a ring slot the agent has
  * released. -EPROTO when the agent's published head makes no sense.
  */
-static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
+static PBUS_HOT int room(struct pbus_chan *ch, uint64_t id, unsigned want)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	unsigned k;
@@ -551,13 +541,16 @@ static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
 	for (k = 0; k < want; k++) {
 		struct pbus_pending *e = &ch->pend[(id + k) & ch->req_mask];
 
-		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
-		    PEND_FREE)
+		if (unlikely(atomic_load_explicit(&e->state,
+						  memory_order_acquire) !=
+			     PEND_FREE)) {
 			reclaim(ch, e, pbus__now_ns());
-		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
-		    PEND_FREE)
-			break;
-		if (id + k - ch->req_head_cache > ch->req_mask) {
+			if (atomic_load_explicit(&e->state,
+						 memory_order_acquire) !=
+			    PEND_FREE)
+				break;
+		}
+		if (unlikely(id + k - ch->req_head_cache > ch->req_mask)) {
 			uint64_t hd = __atomic_load_n(&h->req_head,
 						      __ATOMIC_ACQUIRE);
 
@@ -577,9 +570,10 @@ static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
  * inline flag. The descriptor is built aside and stored in few wide writes:
  * the agent polls this very line, and each store it interleaves with costs
  * a cache-line round trip. */
-static unsigned desc_write(struct pbus_chan *ch, uint64_t id,
-			   const struct pbus_call_args *a, uint64_t timeout,
-			   uint32_t cpu, unsigned *lines)
+static PBUS_HOT unsigned desc_write(struct pbus_chan *ch, uint64_t id,
+				    const struct pbus_call_args *a,
+				    uint64_t timeout, uint32_t cpu,
+				    unsigned *lines)
 {
 	struct pbus_req_desc ld, *d = &ch->req[id & ch->req_mask];
 
@@ -600,6 +594,37 @@ static uint64_t call_timeout(const struct pbus_call_args *a)
 }
 
 /*
+ * Back-pressure: the ring or the pending table is full. Wait (up to 1 ms at
+ * a time, within the first call's timeout counted from *@t_full, the first
+ * time we found no room) for the agent to release a slot whose head it had
+ * not moved past @seen_head. 0 to look again, or -ETIMEDOUT.
+ */
+static PBUS_COLD int wait_room(struct pbus_chan *ch,
+			       const struct pbus_call_args *a,
+			       uint64_t seen_head, uint64_t *t_full,
+			       uint64_t *deadline)
+{
+	struct pbus_chan_hdr *h = ch->hdr;
+	uint64_t now = pbus__now_ns(), until = now + 1000000;
+	uint32_t seq;
+
+	if (!*t_full) {
+		*t_full = now;
+		*deadline = add_sat(now, call_timeout(a));
+	}
+	if (now >= *deadline)
+		return -ETIMEDOUT;
+	try_drain(ch, NULL);
+	seq = __atomic_load_n(&h->req_space.seq, __ATOMIC_ACQUIRE);
+	__atomic_fetch_add(&h->req_space.waiters, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&h->req_head, __ATOMIC_ACQUIRE) == seen_head)
+		pbus__futex_wait(&h->req_space.seq, seq,
+				 until < *deadline ? until : *deadline);
+	__atomic_fetch_sub(&h->req_space.waiters, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
  * Queue up to @n calls (@a[0..n-1]), all answered into @l; their ids follow
  * *@idp. Waits for room only while there is none (back-pressure, within the
  * first call's timeout), then queues as many as fit. Returns how many (>= 1)
@@ -617,8 +642,9 @@ static uint64_t call_timeout(const struct pbus_call_args *a)
  * the commit. Only a full ring or pending table (the slow path) reads it
  * earlier, and then the deadline counts from there.
  */
-static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
-		    const struct pbus_call_args *a, unsigned n, uint64_t *idp)
+static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
+			     const struct pbus_call_args *a, unsigned n,
+			     uint64_t *idp)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint64_t id, t_full = 0, seen_head, now, deadline = UINT64_MAX;
@@ -627,46 +653,26 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 	int got;
 
 	for (;;) {
-		if (atomic_load_explicit(&ch->dead, memory_order_acquire))
+		if (unlikely(atomic_load_explicit(&ch->dead,
+						  memory_order_acquire)))
 			return ch->dead_status;
 		lock(&ch->prod_lock);
 		id = atomic_load_explicit(&ch->next_id, memory_order_relaxed);
 		got = room(ch, id, n);
-		if (got)
+		if (likely(got))
 			break;
 		seen_head = ch->req_head_cache;
 		unlock(&ch->prod_lock);
-		/* Back-pressure: ring or pending table full. */
-		now = pbus__now_ns();
-		if (!t_full) {
-			t_full = now;
-			deadline = add_sat(now, call_timeout(a));
-		}
-		if (now >= deadline)
-			return -ETIMEDOUT;
-		try_drain(ch, NULL);
-		{
-			uint32_t seq = __atomic_load_n(&h->req_space.seq,
-						       __ATOMIC_ACQUIRE);
-			uint64_t until = now + 1000000;
-
-			__atomic_fetch_add(&h->req_space.waiters, 1,
-					   __ATOMIC_SEQ_CST);
-			if (__atomic_load_n(&h->req_head, __ATOMIC_ACQUIRE) ==
-			    seen_head)
-				pbus__futex_wait(&h->req_space.seq, seq,
-						 until < deadline ? until
-								  : deadline);
-			__atomic_fetch_sub(&h->req_space.waiters, 1,
-					   __ATOMIC_RELAXED);
-		}
+		got = wait_room(ch, a, seen_head, &t_full, &deadline);
+		if (got)
+			return got;
 	}
-	if (got < 0) {
+	if (unlikely(got < 0)) {
 		unlock(&ch->prod_lock);
 		return got;
 	}
 
-	if (t_full)
+	if (unlikely(t_full))
 		pbus__obs_ring_full(ch->peer->id, pbus__now_ns() - t_full);
 	cpu = (uint32_t)sched_getcpu();
 	for (int k = 0; k < got; k++) {
@@ -747,7 +753,11 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 
 		e->woke = (uint8_t)ev_notify(&h->req_data);
 		if (e->woke)
-			e->wake_strategy = wake_choose(ch);
+			e->wake_strategy =
+				__atomic_load_n(&h->agent_cpu,
+						__ATOMIC_RELAXED) == cpu
+					? WAKE_HERE
+					: wake_choose(ch);
 	}
 	*idp = id;
 	return got;
@@ -758,8 +768,9 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 enum { WAIT_SLEEP = 0, WAIT_SPIN = 1, WAIT_YIELD = 2 };
 
 /* How to wait for @e's answer for now: one of WAIT_*. */
-static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
-			      uint64_t spun_ns, int mycpu)
+static inline PBUS_HOT int should_spin(struct pbus_chan *ch,
+				       struct pbus_pending *e, uint64_t spun_ns,
+				       int mycpu)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint32_t st;
@@ -781,8 +792,8 @@ static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
 	return WAIT_SPIN;
 }
 
-static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
-		     uint64_t until)
+static PBUS_HOT void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
+			      uint64_t until)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint32_t seq = __atomic_load_n(&h->resp_data.seq, __ATOMIC_ACQUIRE);
@@ -803,8 +814,8 @@ static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
 	__atomic_fetch_sub(&h->resp_data.waiters, 1, __ATOMIC_RELAXED);
 }
 
-static int finish(struct pbus_chan *ch, struct pbus_pending *e,
-		  struct pbus_result *r, uint64_t now)
+static PBUS_HOT int finish(struct pbus_chan *ch, struct pbus_pending *e,
+			   struct pbus_result *r, uint64_t now)
 {
 	struct pbus_bus *b = ch->peer->bus;
 	uint32_t lat = (uint32_t)(now - e->t_submit < UINT32_MAX
@@ -812,7 +823,7 @@ static int finish(struct pbus_chan *ch, struct pbus_pending *e,
 					  : UINT32_MAX);
 	uint32_t ew = atomic_load_explicit(&ch->ewma_ns, memory_order_relaxed);
 
-	if (e->woke) /* a slow path anyway: measure it properly */
+	if (e->woke && e->wake_strategy != WAKE_HERE) /* measure it properly */
 		wake_learn(ch, e->wake_strategy, pbus__now_ns() - e->t_submit);
 
 	r->status = e->status;
@@ -829,14 +840,14 @@ static int finish(struct pbus_chan *ch, struct pbus_pending *e,
 
 /* Give up on @e (deadline or dead channel). 1 if we took it back, 0 if a
  * drainer is filling it right now (then it will be DONE in a moment). */
-static int abandon(struct pbus_pending *e)
+static PBUS_COLD int abandon(struct pbus_pending *e)
 {
 	uint32_t want = PEND_WAITING;
 
 	return atomic_compare_exchange_strong(&e->state, &want, PEND_FREE);
 }
 
-static void fail_result(struct pbus_result *r, int status)
+static PBUS_COLD void fail_result(struct pbus_result *r, int status)
 {
 	memset(r, 0, sizeof(*r));
 	r->status = status;
@@ -847,13 +858,16 @@ static void fail_result(struct pbus_result *r, int status)
  * for the answer to @id. The wait is counted from the first clock read, at
  * most 16 polls in: an answer that is already there costs no clock read.
  */
-static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
-		   struct pbus_result *r)
+static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
+			    struct pbus_result *r)
 {
 	struct pbus_pending *e = &ch->pend[id & ch->req_mask];
 	uint64_t start = 0, now = 0, until = UINT64_MAX;
 	unsigned iter;
 	int mycpu = -1, spin = WAIT_SPIN;
+	/* we woke the agent asleep on our CPU: it runs once we give it the
+	 * CPU, which needs no clock read nor CPU lookup to decide */
+	int hand_over = wait_ns && e->woke && e->wake_strategy == WAKE_HERE;
 	/* A lone call stops draining at its own answer (see drain()); one
 	 * with later calls behind it drains all that came, in one batch. */
 	const struct pbus_pending *stop =
@@ -862,8 +876,9 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 			? e
 			: NULL;
 
-	if (atomic_load_explicit(&e->id, memory_order_relaxed) != id ||
-	    atomic_load_explicit(&e->state, memory_order_acquire) == PEND_FREE) {
+	if (unlikely(atomic_load_explicit(&e->id, memory_order_relaxed) != id ||
+		     atomic_load_explicit(&e->state, memory_order_acquire) ==
+			     PEND_FREE)) {
 		/* reclaimed after its deadline, or collected already */
 		fail_result(r, -ETIMEDOUT);
 		return -ETIMEDOUT;
@@ -885,7 +900,8 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 					     memory_order_relaxed)) &&
 		    try_drain(ch, stop))
 			continue;
-		if (atomic_load_explicit(&ch->dead, memory_order_acquire)) {
+		if (unlikely(atomic_load_explicit(&ch->dead,
+						  memory_order_acquire))) {
 			if (abandon(e)) {
 				atomic_fetch_add(&ch->peer->agent_down, 1);
 				fail_result(r, ch->dead_status);
@@ -893,10 +909,17 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 			}
 			continue;
 		}
+		if (hand_over) {
+			hand_over = 0;
+			sched_yield();
+			iter = 14;
+			continue;
+		}
 		if ((iter & 15) == 15) {
 			now = pbus__now_ns();
-			if (now >= atomic_load_explicit(&e->deadline,
-							memory_order_relaxed)) {
+			if (unlikely(now >= atomic_load_explicit(
+						    &e->deadline,
+						    memory_order_relaxed))) {
 				if (abandon(e)) {
 					atomic_fetch_add(&ch->peer->timeouts,
 							 1);
@@ -940,7 +963,8 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 
 /* ---------------------------------------------------------------- API */
 
-static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
+static PBUS_HOT int check_args(struct pbus_peer *p,
+			       const struct pbus_call_args *a)
 {
 	struct pbus_bus *b = p->bus;
 	uint64_t asz = b->arena.size;
@@ -957,13 +981,13 @@ static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
 	return 0;
 }
 
-static uint64_t make_ticket(uint32_t epoch, uint64_t id)
+static PBUS_HOT uint64_t make_ticket(uint32_t epoch, uint64_t id)
 {
 	return ((uint64_t)epoch << 40) | (id & ((1ull << 40) - 1));
 }
 
-int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
-		const struct pbus_call_args *a, uint64_t *ticket)
+PBUS_HOT int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
+			 const struct pbus_call_args *a, uint64_t *ticket)
 {
 	int ret = pbus_submit_many(p, l, a, 1, ticket);
 
@@ -1000,8 +1024,8 @@ int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
 	return ret;
 }
 
-int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
-		 struct pbus_result *r)
+PBUS_HOT int pbus_collect(struct pbus_peer *p, uint64_t ticket,
+			  uint64_t wait_ns, struct pbus_result *r)
 {
 	struct pbus_chan *ch = chan_by_epoch(p, (uint32_t)(ticket >> 40));
 	uint64_t low = ticket & ((1ull << 40) - 1), id, next;
@@ -1021,8 +1045,8 @@ int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
 	return ret;
 }
 
-int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
-		const struct pbus_call_args *a, struct pbus_result *r)
+PBUS_HOT int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
+			 const struct pbus_call_args *a, struct pbus_result *r)
 {
 	uint64_t id;
 	struct pbus_chan *ch;

@@ -7,6 +7,7 @@
 #define PBUS_INTERNAL_H
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -15,6 +16,18 @@
 #define PBUS_UNUSED __attribute__((unused))
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
+
+/*
+ * The round trip's own code (gateway: encode, submit, collect; agent: wait,
+ * serve, answer) is marked PBUS_HOT and so gathered in .text.hot, and its
+ * error and back-pressure paths are PBUS_COLD functions, out of line in
+ * .text.unlikely. A call to an agent that slept finds its code cold: every
+ * 4 KiB page it runs on is a TLB miss and every 64-byte line a cache miss,
+ * and on this class of VM those misses are most of what a paced round trip
+ * costs over a bare futex ping-pong (see README, "paced").
+ */
+#define PBUS_HOT __attribute__((hot))
+#define PBUS_COLD __attribute__((cold, noinline))
 
 __attribute__((format(printf, 2, 3))) void
 pbus__log(enum pbus_log_level lvl, const char *fmt, ...);
@@ -58,6 +71,34 @@ static inline void pbus__cldemote(const volatile void *p)
 #else
 	(void)p;
 #endif
+}
+
+/*
+ * Copy a few bytes (a request's inline parts, a small payload: a cache line
+ * or two) without a library call: on the hot path the call and its dispatch
+ * cost more than the copy.
+ */
+static inline void pbus__copy_small(void *dst, const void *src, size_t n)
+{
+	uint8_t *d = dst;
+	const uint8_t *s = src;
+
+	if (n >= 16) {
+		for (size_t i = 0; i + 16 < n; i += 16)
+			__builtin_memcpy(d + i, s + i, 16);
+		/* the last 16 bytes, overlapping what was copied */
+		__builtin_memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		__builtin_memcpy(d, s, 8);
+		__builtin_memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		__builtin_memcpy(d, s, 4);
+		__builtin_memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
 }
 
 /*

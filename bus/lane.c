@@ -102,7 +102,7 @@ void pbus_lane_release(struct pbus_lane *l)
 	pthread_mutex_unlock(&b->lane_lock);
 }
 
-void pbus_lane_reset(struct pbus_lane *l)
+PBUS_HOT void pbus_lane_reset(struct pbus_lane *l)
 {
 	atomic_store_explicit(&l->use, 0, memory_order_relaxed);
 	l->pack_err = 0;
@@ -116,7 +116,7 @@ size_t pbus_lane_avail(const struct pbus_lane *l)
 }
 
 /* Owner side: reserve @n bytes at the bottom; returns the lane offset. */
-static int alloc_pay(struct pbus_lane *l, uint32_t n, uint32_t *at)
+static PBUS_HOT int alloc_pay(struct pbus_lane *l, uint32_t n, uint32_t *at)
 {
 	uint64_t u = atomic_load_explicit(&l->use, memory_order_relaxed), nu;
 	uint32_t pay, res;
@@ -150,8 +150,8 @@ int pbus__lane_alloc_res(struct pbus_lane *l, uint32_t n, uint64_t *off)
 	return 0;
 }
 
-int pbus_lane_write(struct pbus_lane *l, const void *data, size_t len,
-		    struct pbus_ref *ref)
+PBUS_HOT int pbus_lane_write(struct pbus_lane *l, const void *data, size_t len,
+			     struct pbus_ref *ref)
 {
 	uint32_t at;
 	int ret;
@@ -168,7 +168,7 @@ int pbus_lane_write(struct pbus_lane *l, const void *data, size_t len,
 	return 0;
 }
 
-static int pack_write(void *data, const char *buf, size_t len)
+static PBUS_HOT int pack_write(void *data, const char *buf, size_t len)
 {
 	struct pbus_lane *l = data;
 	uint32_t at;
@@ -179,23 +179,26 @@ static int pack_write(void *data, const char *buf, size_t len)
 		l->pack_err = -ENOBUFS;
 		return -1;
 	}
-	memcpy(l->base + at, buf, len);
+	if (len <= 2 * PBUS_CACHELINE) /* headers, small payloads */
+		pbus__copy_small(l->base + at, buf, len);
+	else
+		memcpy(l->base + at, buf, len);
 	return 0;
 }
 
-void pbus_lane_pack_begin(struct pbus_lane *l, msgpack_packer *pk)
+PBUS_HOT void pbus_lane_pack_begin(struct pbus_lane *l, msgpack_packer *pk)
 {
-	l->pack_start = (uint32_t)atomic_load_explicit(&l->use,
-						       memory_order_relaxed);
+	l->pack_start =
+		(uint32_t)atomic_load_explicit(&l->use, memory_order_relaxed);
 	l->pack_err = 0;
 	msgpack_packer_init(pk, l, pack_write);
 }
 
-int pbus_lane_pack_end(struct pbus_lane *l, msgpack_packer *pk,
-		       struct pbus_ref *ref)
+PBUS_HOT int pbus_lane_pack_end(struct pbus_lane *l, msgpack_packer *pk,
+				struct pbus_ref *ref)
 {
-	uint32_t end = (uint32_t)atomic_load_explicit(&l->use,
-						      memory_order_relaxed);
+	uint32_t end =
+		(uint32_t)atomic_load_explicit(&l->use, memory_order_relaxed);
 	(void)pk;
 	if (l->pack_err) {
 		/* give the partial bytes back */
