@@ -1240,13 +1240,19 @@ static PBUS_HOT int wait_request(struct pbus_agent *a, uint64_t until)
 			pbus__futex_wait(&h->req_data.seq, seq,
 					 sleep_deadline(a, until, hb));
 		__atomic_store_n(&h->req_data.waiters, 0, __ATOMIC_RELAXED);
-		a->mycpu = sched_getcpu();
+		/* pinned (place()), we know where we run */
+		a->mycpu = a->follow_cpu >= 0 ? a->follow_cpu : sched_getcpu();
 		a->cpu_fresh = 1; /* serve_batch() need not look again */
 		__atomic_store_n(&h->agent_cpu, (uint32_t)a->mycpu,
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&h->agent_state, PBUS_PEER_RUNNING,
 				 __ATOMIC_RELEASE);
-		now = pbus__now_ns();
+		/* Woken by a call: the gateway read the clock just before it
+		 * rang (req_wake_ns), later than we fell asleep. Reading our
+		 * own would cost a cold vDSO call on the critical path. */
+		now = __atomic_load_n(&h->req_wake_ns, __ATOMIC_RELAXED);
+		if (now < slept_at)
+			now = pbus__now_ns();
 		__atomic_store_n(&h->heartbeat_ns, now, __ATOMIC_RELAXED);
 		if (likely(!ring_empty(a))) {
 			note_wake(a, slept_at);

@@ -751,6 +751,11 @@ static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 	{
 		struct pbus_pending *e = &ch->pend[id & ch->req_mask];
 
+		/* a sleeping agent takes its clock from us (agent.c,
+		 * wait_request()) */
+		if (__atomic_load_n(&h->req_data.waiters, __ATOMIC_RELAXED))
+			__atomic_store_n(&h->req_wake_ns, now,
+					 __ATOMIC_RELAXED);
 		e->woke = (uint8_t)ev_notify(&h->req_data);
 		if (e->woke)
 			e->wake_strategy =
