@@ -1247,12 +1247,7 @@ static PBUS_HOT int wait_request(struct pbus_agent *a, uint64_t until)
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&h->agent_state, PBUS_PEER_RUNNING,
 				 __ATOMIC_RELEASE);
-		/* Woken by a call: the gateway read the clock just before it
-		 * rang (req_wake_ns), later than we fell asleep. Reading our
-		 * own would cost a cold vDSO call on the critical path. */
-		now = __atomic_load_n(&h->req_wake_ns, __ATOMIC_RELAXED);
-		if (now < slept_at)
-			now = pbus__now_ns();
+		now = pbus__now_ns();
 		__atomic_store_n(&h->heartbeat_ns, now, __ATOMIC_RELAXED);
 		if (likely(!ring_empty(a))) {
 			note_wake(a, slept_at);

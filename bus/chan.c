@@ -71,7 +71,7 @@ static inline void unlock(_Atomic uint32_t *l)
 
 /* Wake sleepers on @ev. The caller's publishing store must be ordered before
  * this (full fence), pairing with the sleeper's waiters increment. */
-static inline PBUS_HOT int ev_notify(struct pbus_event *ev)
+static inline int ev_notify(struct pbus_event *ev)
 {
 	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
 		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
@@ -83,11 +83,11 @@ static inline PBUS_HOT int ev_notify(struct pbus_event *ev)
 
 /* ---------------------------------------------------------------- refs */
 
-PBUS_HOT struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
+struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
 {
 	for (;;) {
-		struct pbus_chan *ch =
-			atomic_load_explicit(&p->chan, memory_order_acquire);
+		struct pbus_chan *ch = atomic_load_explicit(
+			&p->chan, memory_order_acquire);
 		int32_t r;
 
 		if (!ch)
@@ -105,7 +105,7 @@ PBUS_HOT struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
 	}
 }
 
-PBUS_HOT void pbus__chan_put(struct pbus_chan *ch)
+void pbus__chan_put(struct pbus_chan *ch)
 {
 	atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_release);
 }
@@ -162,7 +162,7 @@ void pbus__chan_kill(struct pbus_chan *ch, int status)
 
 /* ---------------------------------------------------------------- drain */
 
-static PBUS_COLD void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
+static void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
 {
 	(void)ch;
 	atomic_fetch_add_explicit(ctr, 1, memory_order_relaxed);
@@ -170,9 +170,8 @@ static PBUS_COLD void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
 
 /* Handle one well-framed response. Drainer only. Returns 1 if it completed
  * an entry. */
-static PBUS_HOT int complete(struct pbus_chan *ch,
-			     const struct pbus_resp_frame *f,
-			     const uint8_t *body)
+static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
+		    const uint8_t *body)
 {
 	struct pbus_peer *p = ch->peer;
 	struct pbus_pending *e = &ch->pend[f->id & ch->req_mask];
@@ -180,18 +179,18 @@ static PBUS_HOT int complete(struct pbus_chan *ch,
 	uint64_t off;
 	int status = 0;
 
-	if (unlikely(f->epoch != ch->epoch)) {
+	if (f->epoch != ch->epoch) {
 		rej(ch, &p->rej_stale);
 		return 0;
 	}
-	if (unlikely(atomic_load_explicit(&e->id, memory_order_relaxed) !=
-		     f->id)) {
+	if (atomic_load_explicit(&e->id, memory_order_relaxed) != f->id) {
 		rej(ch, &p->rej_unknown);
 		return 0;
 	}
-	if (unlikely(!atomic_compare_exchange_strong_explicit(
-		    &e->state, &want, PEND_FILLING, memory_order_acquire,
-		    memory_order_relaxed))) {
+	if (!atomic_compare_exchange_strong_explicit(&e->state, &want,
+						     PEND_FILLING,
+						     memory_order_acquire,
+						     memory_order_relaxed)) {
 		if (want == PEND_DONE || e->answered == f->id)
 			rej(ch, &p->rej_dup);
 		else
@@ -226,48 +225,21 @@ static PBUS_HOT int complete(struct pbus_chan *ch,
 	return 1;
 }
 
-static inline PBUS_HOT uint32_t frame_len_at(const struct pbus_chan *ch,
-					     uint64_t pos)
+static inline uint32_t frame_len_at(const struct pbus_chan *ch, uint64_t pos)
 {
-	return __atomic_load_n(
-		(const uint32_t *)(ch->resp + (pos & (ch->resp_size - 1))),
-		__ATOMIC_ACQUIRE);
-}
-
-/*
- * A frame that makes no sense at @head: framing is lost. Skip to where the
- * agent says it writes next, if that is believable; returns the new head. A
- * tail not yet published past the bad frame (agents commit frames before
- * they publish the tail) is waited for; a tail that makes no sense poisons
- * the channel.
- */
-static PBUS_COLD uint64_t lost_framing(struct pbus_chan *ch, uint64_t head,
-				       uint64_t start)
-{
-	uint64_t t = __atomic_load_n(&ch->hdr->resp_tail, __ATOMIC_ACQUIRE);
-	uint64_t size = ch->resp_size;
-
-	if (ch->bad_at != head + 1) {
-		rej(ch, &ch->peer->rej_bad);
-		ch->bad_at = head + 1;
-	}
-	if ((int64_t)(t - head) > 0 && t - start <= size &&
-	    t % PBUS_FRAME_ALIGN == 0)
-		return t;
-	if ((int64_t)(head - t) < 0 || head - t > size)
-		atomic_store(&ch->poisoned, 1);
-	return head;
+	return __atomic_load_n((const uint32_t *)(ch->resp +
+						  (pos & (ch->resp_size - 1))),
+			       __ATOMIC_ACQUIRE);
 }
 
 /* Drain committed frames, all of them, or (@stop not NULL) up to the one
  * that completes @stop. Caller holds cons_lock and a reference. Returns the
  * number of entries completed. */
-static PBUS_HOT unsigned drain(struct pbus_chan *ch,
-			       const struct pbus_pending *stop)
+static unsigned drain(struct pbus_chan *ch, const struct pbus_pending *stop)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
-	uint64_t head =
-		atomic_load_explicit(&ch->resp_head, memory_order_relaxed);
+	uint64_t head = atomic_load_explicit(&ch->resp_head,
+					     memory_order_relaxed);
 	uint64_t size = ch->resp_size, mask = size - 1, start = head;
 	unsigned done = 0;
 
@@ -282,17 +254,33 @@ static PBUS_HOT unsigned drain(struct pbus_chan *ch,
 		f.len = len;
 		/* no run of frames may cover more than a lap: the ring
 		 * is never cleared, so old frames would be met again */
-		if (unlikely(f.type == PBUS_FRAME_PAD) && len == to_end &&
+		if (f.type == PBUS_FRAME_PAD && len == to_end &&
 		    to_end <= size - PBUS_FRAME_ALIGN - (head - start)) {
 			head += to_end;
 			continue;
 		}
-		if (unlikely(len > size - PBUS_FRAME_ALIGN - (head - start) ||
-			     f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
-			     len % PBUS_FRAME_ALIGN || len > to_end ||
-			     len > size - PBUS_FRAME_ALIGN ||
-			     f.body_len > len - sizeof(f))) {
-			head = lost_framing(ch, head, start);
+		if (len > size - PBUS_FRAME_ALIGN - (head - start) ||
+		    f.type != PBUS_FRAME_RESP || len < sizeof(f) ||
+		    len % PBUS_FRAME_ALIGN || len > to_end ||
+		    len > size - PBUS_FRAME_ALIGN ||
+		    f.body_len > len - sizeof(f)) {
+			uint64_t t = __atomic_load_n(&h->resp_tail,
+						     __ATOMIC_ACQUIRE);
+
+			/* Framing is lost: skip to where the agent says it
+			 * writes next, if that is believable. A tail not yet
+			 * published past the bad frame (agents commit frames
+			 * before they publish the tail) is waited for; a tail
+			 * that makes no sense poisons the channel. */
+			if (ch->bad_at != head + 1) {
+				rej(ch, &ch->peer->rej_bad);
+				ch->bad_at = head + 1;
+			}
+			if ((int64_t)(t - head) > 0 && t - start <= size &&
+			    t % PBUS_FRAME_ALIGN == 0)
+				head = t;
+			else if ((int64_t)(head - t) < 0 || head - t > size)
+				atomic_store(&ch->poisoned, 1);
 			break;
 		}
 		head += len;
@@ -319,8 +307,8 @@ static PBUS_HOT unsigned drain(struct pbus_chan *ch,
 	return done;
 }
 
-static inline PBUS_HOT unsigned try_drain(struct pbus_chan *ch,
-					  const struct pbus_pending *stop)
+static inline unsigned try_drain(struct pbus_chan *ch,
+				 const struct pbus_pending *stop)
 {
 	unsigned n;
 
@@ -339,17 +327,14 @@ static inline PBUS_HOT unsigned try_drain(struct pbus_chan *ch,
  * sleeping lets the agent run on our CPU (~5 us hand-over) but costs a second
  * wake-up. Which wins depends on the host and the load, so each channel
  * measures both (EWMA of the response time after a wake-up) and takes the
- * faster, trying the other one wake-up in 128. An agent asleep on our own
- * CPU (one that follows a paced caller, agent.c place()) is neither: we
- * hand it the CPU (should_spin()), so that wake-up teaches nothing
- * (WAKE_HERE), and costs no clock read to measure.
+ * faster, trying the other one wake-up in 128.
  */
-enum { WAKE_SLEEP = 0, WAKE_SPIN = 1, WAKE_HERE = 2 };
+enum { WAKE_SLEEP = 0, WAKE_SPIN = 1 };
 
-static PBUS_HOT uint8_t wake_choose(struct pbus_chan *ch)
+static uint8_t wake_choose(struct pbus_chan *ch)
 {
-	uint32_t n =
-		atomic_fetch_add_explicit(&ch->wake_n, 1, memory_order_relaxed);
+	uint32_t n = atomic_fetch_add_explicit(&ch->wake_n, 1,
+					       memory_order_relaxed);
 	uint32_t sl = atomic_load_explicit(&ch->wake_ns[WAKE_SLEEP],
 					   memory_order_relaxed);
 	uint32_t sp = atomic_load_explicit(&ch->wake_ns[WAKE_SPIN],
@@ -361,8 +346,7 @@ static PBUS_HOT uint8_t wake_choose(struct pbus_chan *ch)
 	return (n & 127) == 127 ? !best : best;
 }
 
-static PBUS_HOT void wake_learn(struct pbus_chan *ch, uint8_t strategy,
-				uint64_t lat)
+static void wake_learn(struct pbus_chan *ch, uint8_t strategy, uint64_t lat)
 {
 	_Atomic uint32_t *w = &ch->wake_ns[strategy];
 	uint32_t old = atomic_load_explicit(w, memory_order_relaxed);
@@ -385,8 +369,7 @@ static PBUS_HOT void wake_learn(struct pbus_chan *ch, uint8_t strategy,
  * caller that dropped its ticket) would block its slot forever: take it
  * back. A late pbus_collect() of it then fails with -ETIMEDOUT.
  */
-static PBUS_COLD void reclaim(struct pbus_chan *ch, struct pbus_pending *e,
-			      uint64_t now)
+static void reclaim(struct pbus_chan *ch, struct pbus_pending *e, uint64_t now)
 {
 	uint64_t dl = atomic_load_explicit(&e->deadline, memory_order_relaxed);
 	uint32_t st = atomic_load_explicit(&e->state, memory_order_acquire);
@@ -407,10 +390,9 @@ static PBUS_COLD void reclaim(struct pbus_chan *ch, struct pbus_pending *e,
  * bounds-checked against the arena by check_args(); the copy in the lane
  * stays the one the gateway uses.
  */
-static PBUS_HOT size_t desc_build(const struct pbus_chan *ch,
-				  const struct pbus_call_args *a,
-				  uint64_t timeout, uint32_t cpu,
-				  struct pbus_req_desc *d)
+static size_t desc_build(const struct pbus_chan *ch,
+			 const struct pbus_call_args *a, uint64_t timeout,
+			 uint32_t cpu, struct pbus_req_desc *d)
 {
 	const uint8_t *base = ch->peer->bus->arena.base;
 	uint64_t total = (uint64_t)a->payload.len + a->gctx.len + a->lctx.len;
@@ -533,7 +515,7 @@ static inline int agent_polls_elsewhere(const struct pbus_chan_hdr *h,
  * prod_lock): each needs a free pending entry and a ring slot the agent has
  * released. -EPROTO when the agent's published head makes no sense.
  */
-static PBUS_HOT int room(struct pbus_chan *ch, uint64_t id, unsigned want)
+static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	unsigned k;
@@ -541,16 +523,13 @@ static PBUS_HOT int room(struct pbus_chan *ch, uint64_t id, unsigned want)
 	for (k = 0; k < want; k++) {
 		struct pbus_pending *e = &ch->pend[(id + k) & ch->req_mask];
 
-		if (unlikely(atomic_load_explicit(&e->state,
-						  memory_order_acquire) !=
-			     PEND_FREE)) {
+		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
+		    PEND_FREE)
 			reclaim(ch, e, pbus__now_ns());
-			if (atomic_load_explicit(&e->state,
-						 memory_order_acquire) !=
-			    PEND_FREE)
-				break;
-		}
-		if (unlikely(id + k - ch->req_head_cache > ch->req_mask)) {
+		if (atomic_load_explicit(&e->state, memory_order_acquire) !=
+		    PEND_FREE)
+			break;
+		if (id + k - ch->req_head_cache > ch->req_mask) {
 			uint64_t hd = __atomic_load_n(&h->req_head,
 						      __ATOMIC_ACQUIRE);
 
@@ -570,10 +549,9 @@ static PBUS_HOT int room(struct pbus_chan *ch, uint64_t id, unsigned want)
  * inline flag. The descriptor is built aside and stored in few wide writes:
  * the agent polls this very line, and each store it interleaves with costs
  * a cache-line round trip. */
-static PBUS_HOT unsigned desc_write(struct pbus_chan *ch, uint64_t id,
-				    const struct pbus_call_args *a,
-				    uint64_t timeout, uint32_t cpu,
-				    unsigned *lines)
+static unsigned desc_write(struct pbus_chan *ch, uint64_t id,
+			   const struct pbus_call_args *a, uint64_t timeout,
+			   uint32_t cpu, unsigned *lines)
 {
 	struct pbus_req_desc ld, *d = &ch->req[id & ch->req_mask];
 
@@ -594,37 +572,6 @@ static uint64_t call_timeout(const struct pbus_call_args *a)
 }
 
 /*
- * Back-pressure: the ring or the pending table is full. Wait (up to 1 ms at
- * a time, within the first call's timeout counted from *@t_full, the first
- * time we found no room) for the agent to release a slot whose head it had
- * not moved past @seen_head. 0 to look again, or -ETIMEDOUT.
- */
-static PBUS_COLD int wait_room(struct pbus_chan *ch,
-			       const struct pbus_call_args *a,
-			       uint64_t seen_head, uint64_t *t_full,
-			       uint64_t *deadline)
-{
-	struct pbus_chan_hdr *h = ch->hdr;
-	uint64_t now = pbus__now_ns(), until = now + 1000000;
-	uint32_t seq;
-
-	if (!*t_full) {
-		*t_full = now;
-		*deadline = add_sat(now, call_timeout(a));
-	}
-	if (now >= *deadline)
-		return -ETIMEDOUT;
-	try_drain(ch, NULL);
-	seq = __atomic_load_n(&h->req_space.seq, __ATOMIC_ACQUIRE);
-	__atomic_fetch_add(&h->req_space.waiters, 1, __ATOMIC_SEQ_CST);
-	if (__atomic_load_n(&h->req_head, __ATOMIC_ACQUIRE) == seen_head)
-		pbus__futex_wait(&h->req_space.seq, seq,
-				 until < *deadline ? until : *deadline);
-	__atomic_fetch_sub(&h->req_space.waiters, 1, __ATOMIC_RELAXED);
-	return 0;
-}
-
-/*
  * Queue up to @n calls (@a[0..n-1]), all answered into @l; their ids follow
  * *@idp. Waits for room only while there is none (back-pressure, within the
  * first call's timeout), then queues as many as fit. Returns how many (>= 1)
@@ -642,9 +589,8 @@ static PBUS_COLD int wait_room(struct pbus_chan *ch,
  * the commit. Only a full ring or pending table (the slow path) reads it
  * earlier, and then the deadline counts from there.
  */
-static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
-			     const struct pbus_call_args *a, unsigned n,
-			     uint64_t *idp)
+static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
+		    const struct pbus_call_args *a, unsigned n, uint64_t *idp)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint64_t id, t_full = 0, seen_head, now, deadline = UINT64_MAX;
@@ -653,26 +599,46 @@ static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 	int got;
 
 	for (;;) {
-		if (unlikely(atomic_load_explicit(&ch->dead,
-						  memory_order_acquire)))
+		if (atomic_load_explicit(&ch->dead, memory_order_acquire))
 			return ch->dead_status;
 		lock(&ch->prod_lock);
 		id = atomic_load_explicit(&ch->next_id, memory_order_relaxed);
 		got = room(ch, id, n);
-		if (likely(got))
+		if (got)
 			break;
 		seen_head = ch->req_head_cache;
 		unlock(&ch->prod_lock);
-		got = wait_room(ch, a, seen_head, &t_full, &deadline);
-		if (got)
-			return got;
+		/* Back-pressure: ring or pending table full. */
+		now = pbus__now_ns();
+		if (!t_full) {
+			t_full = now;
+			deadline = add_sat(now, call_timeout(a));
+		}
+		if (now >= deadline)
+			return -ETIMEDOUT;
+		try_drain(ch, NULL);
+		{
+			uint32_t seq = __atomic_load_n(&h->req_space.seq,
+						       __ATOMIC_ACQUIRE);
+			uint64_t until = now + 1000000;
+
+			__atomic_fetch_add(&h->req_space.waiters, 1,
+					   __ATOMIC_SEQ_CST);
+			if (__atomic_load_n(&h->req_head, __ATOMIC_ACQUIRE) ==
+			    seen_head)
+				pbus__futex_wait(&h->req_space.seq, seq,
+						 until < deadline ? until
+								  : deadline);
+			__atomic_fetch_sub(&h->req_space.waiters, 1,
+					   __ATOMIC_RELAXED);
+		}
 	}
-	if (unlikely(got < 0)) {
+	if (got < 0) {
 		unlock(&ch->prod_lock);
 		return got;
 	}
 
-	if (unlikely(t_full))
+	if (t_full)
 		pbus__obs_ring_full(ch->peer->id, pbus__now_ns() - t_full);
 	cpu = (uint32_t)sched_getcpu();
 	for (int k = 0; k < got; k++) {
@@ -751,18 +717,9 @@ static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 	{
 		struct pbus_pending *e = &ch->pend[id & ch->req_mask];
 
-		/* a sleeping agent takes its clock from us (agent.c,
-		 * wait_request()) */
-		if (__atomic_load_n(&h->req_data.waiters, __ATOMIC_RELAXED))
-			__atomic_store_n(&h->req_wake_ns, now,
-					 __ATOMIC_RELAXED);
 		e->woke = (uint8_t)ev_notify(&h->req_data);
 		if (e->woke)
-			e->wake_strategy =
-				__atomic_load_n(&h->agent_cpu,
-						__ATOMIC_RELAXED) == cpu
-					? WAKE_HERE
-					: wake_choose(ch);
+			e->wake_strategy = wake_choose(ch);
 	}
 	*idp = id;
 	return got;
@@ -773,9 +730,8 @@ static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 enum { WAIT_SLEEP = 0, WAIT_SPIN = 1, WAIT_YIELD = 2 };
 
 /* How to wait for @e's answer for now: one of WAIT_*. */
-static inline PBUS_HOT int should_spin(struct pbus_chan *ch,
-				       struct pbus_pending *e, uint64_t spun_ns,
-				       int mycpu)
+static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
+			      uint64_t spun_ns, int mycpu)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint32_t st;
@@ -797,8 +753,8 @@ static inline PBUS_HOT int should_spin(struct pbus_chan *ch,
 	return WAIT_SPIN;
 }
 
-static PBUS_HOT void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
-			      uint64_t until)
+static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
+		     uint64_t until)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint32_t seq = __atomic_load_n(&h->resp_data.seq, __ATOMIC_ACQUIRE);
@@ -819,8 +775,8 @@ static PBUS_HOT void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
 	__atomic_fetch_sub(&h->resp_data.waiters, 1, __ATOMIC_RELAXED);
 }
 
-static PBUS_HOT int finish(struct pbus_chan *ch, struct pbus_pending *e,
-			   struct pbus_result *r, uint64_t now)
+static int finish(struct pbus_chan *ch, struct pbus_pending *e,
+		  struct pbus_result *r, uint64_t now)
 {
 	struct pbus_bus *b = ch->peer->bus;
 	uint32_t lat = (uint32_t)(now - e->t_submit < UINT32_MAX
@@ -828,7 +784,7 @@ static PBUS_HOT int finish(struct pbus_chan *ch, struct pbus_pending *e,
 					  : UINT32_MAX);
 	uint32_t ew = atomic_load_explicit(&ch->ewma_ns, memory_order_relaxed);
 
-	if (e->woke && e->wake_strategy != WAKE_HERE) /* measure it properly */
+	if (e->woke) /* a slow path anyway: measure it properly */
 		wake_learn(ch, e->wake_strategy, pbus__now_ns() - e->t_submit);
 
 	r->status = e->status;
@@ -845,14 +801,14 @@ static PBUS_HOT int finish(struct pbus_chan *ch, struct pbus_pending *e,
 
 /* Give up on @e (deadline or dead channel). 1 if we took it back, 0 if a
  * drainer is filling it right now (then it will be DONE in a moment). */
-static PBUS_COLD int abandon(struct pbus_pending *e)
+static int abandon(struct pbus_pending *e)
 {
 	uint32_t want = PEND_WAITING;
 
 	return atomic_compare_exchange_strong(&e->state, &want, PEND_FREE);
 }
 
-static PBUS_COLD void fail_result(struct pbus_result *r, int status)
+static void fail_result(struct pbus_result *r, int status)
 {
 	memset(r, 0, sizeof(*r));
 	r->status = status;
@@ -863,16 +819,13 @@ static PBUS_COLD void fail_result(struct pbus_result *r, int status)
  * for the answer to @id. The wait is counted from the first clock read, at
  * most 16 polls in: an answer that is already there costs no clock read.
  */
-static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
-			    struct pbus_result *r)
+static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
+		   struct pbus_result *r)
 {
 	struct pbus_pending *e = &ch->pend[id & ch->req_mask];
 	uint64_t start = 0, now = 0, until = UINT64_MAX;
 	unsigned iter;
 	int mycpu = -1, spin = WAIT_SPIN;
-	/* we woke the agent asleep on our CPU: it runs once we give it the
-	 * CPU, which needs no clock read nor CPU lookup to decide */
-	int hand_over = wait_ns && e->woke && e->wake_strategy == WAKE_HERE;
 	/* A lone call stops draining at its own answer (see drain()); one
 	 * with later calls behind it drains all that came, in one batch. */
 	const struct pbus_pending *stop =
@@ -881,9 +834,8 @@ static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 			? e
 			: NULL;
 
-	if (unlikely(atomic_load_explicit(&e->id, memory_order_relaxed) != id ||
-		     atomic_load_explicit(&e->state, memory_order_acquire) ==
-			     PEND_FREE)) {
+	if (atomic_load_explicit(&e->id, memory_order_relaxed) != id ||
+	    atomic_load_explicit(&e->state, memory_order_acquire) == PEND_FREE) {
 		/* reclaimed after its deadline, or collected already */
 		fail_result(r, -ETIMEDOUT);
 		return -ETIMEDOUT;
@@ -905,8 +857,7 @@ static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 					     memory_order_relaxed)) &&
 		    try_drain(ch, stop))
 			continue;
-		if (unlikely(atomic_load_explicit(&ch->dead,
-						  memory_order_acquire))) {
+		if (atomic_load_explicit(&ch->dead, memory_order_acquire)) {
 			if (abandon(e)) {
 				atomic_fetch_add(&ch->peer->agent_down, 1);
 				fail_result(r, ch->dead_status);
@@ -914,17 +865,10 @@ static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 			}
 			continue;
 		}
-		if (hand_over) {
-			hand_over = 0;
-			sched_yield();
-			iter = 14;
-			continue;
-		}
 		if ((iter & 15) == 15) {
 			now = pbus__now_ns();
-			if (unlikely(now >= atomic_load_explicit(
-						    &e->deadline,
-						    memory_order_relaxed))) {
+			if (now >= atomic_load_explicit(&e->deadline,
+							memory_order_relaxed)) {
 				if (abandon(e)) {
 					atomic_fetch_add(&ch->peer->timeouts,
 							 1);
@@ -968,8 +912,7 @@ static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 
 /* ---------------------------------------------------------------- API */
 
-static PBUS_HOT int check_args(struct pbus_peer *p,
-			       const struct pbus_call_args *a)
+static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
 {
 	struct pbus_bus *b = p->bus;
 	uint64_t asz = b->arena.size;
@@ -986,13 +929,13 @@ static PBUS_HOT int check_args(struct pbus_peer *p,
 	return 0;
 }
 
-static PBUS_HOT uint64_t make_ticket(uint32_t epoch, uint64_t id)
+static uint64_t make_ticket(uint32_t epoch, uint64_t id)
 {
 	return ((uint64_t)epoch << 40) | (id & ((1ull << 40) - 1));
 }
 
-PBUS_HOT int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
-			 const struct pbus_call_args *a, uint64_t *ticket)
+int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
+		const struct pbus_call_args *a, uint64_t *ticket)
 {
 	int ret = pbus_submit_many(p, l, a, 1, ticket);
 
@@ -1029,8 +972,8 @@ int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
 	return ret;
 }
 
-PBUS_HOT int pbus_collect(struct pbus_peer *p, uint64_t ticket,
-			  uint64_t wait_ns, struct pbus_result *r)
+int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
+		 struct pbus_result *r)
 {
 	struct pbus_chan *ch = chan_by_epoch(p, (uint32_t)(ticket >> 40));
 	uint64_t low = ticket & ((1ull << 40) - 1), id, next;
@@ -1050,8 +993,8 @@ PBUS_HOT int pbus_collect(struct pbus_peer *p, uint64_t ticket,
 	return ret;
 }
 
-PBUS_HOT int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
-			 const struct pbus_call_args *a, struct pbus_result *r)
+int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
+		const struct pbus_call_args *a, struct pbus_result *r)
 {
 	uint64_t id;
 	struct pbus_chan *ch;

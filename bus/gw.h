@@ -50,7 +50,7 @@ struct pbus_pending {
 	_Atomic uint64_t deadline;
 	uint64_t t_submit;
 	uint8_t woke;        /* the submit woke a sleeping agent */
-	uint8_t wake_strategy; /* then: spin, sleep or yield (chan.c) */
+	uint8_t wake_strategy; /* then: spin or sleep (chan.c) */
 } __attribute__((aligned(64)));
 
 struct pbus_chan {

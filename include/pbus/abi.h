@@ -49,7 +49,7 @@ extern "C" {
 
 #define PBUS_MAGIC 0x53554250u /* "PBUS" */
 #define PBUS_ARENA_MAGIC 0x414e5241u /* "ARNA" */
-#define PBUS_ABI_VERSION 4u
+#define PBUS_ABI_VERSION 3u
 #define PBUS_PROTO_VERSION 1u
 #define PBUS_CACHELINE 64
 #define PBUS_NAME_MAX 64 /* plugin name, NUL included */
@@ -93,10 +93,7 @@ struct pbus_chan_hdr {
 	/* line 3: request ring events */
 	struct pbus_event req_data;  /* agent sleeps; gateway notifies */
 	struct pbus_event req_space; /* gateway sleeps; agent notifies */
-	uint64_t req_wake_ns; /* CLOCK_MONOTONIC of the call that last rang
-			       * req_data, stored before its FUTEX_WAKE: the
-			       * woken agent's clock, without reading one */
-	uint8_t _pad3[40];
+	uint8_t _pad3[48];
 	/* line 4: response ring, producer (agent) side */
 	uint64_t resp_tail;  /* where the agent will write next; read by the
 			      * gateway only to resynchronise after a bad frame */
@@ -124,8 +121,6 @@ _Static_assert(sizeof(struct pbus_chan_hdr) == 8 * PBUS_CACHELINE, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, closing) == 1 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, req_head) == 2 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, req_data) == 3 * 64, "shm ABI");
-_Static_assert(offsetof(struct pbus_chan_hdr, req_wake_ns) == 3 * 64 + 16,
-	       "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, resp_tail) == 4 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, resp_head) == 5 * 64, "shm ABI");
 _Static_assert(offsetof(struct pbus_chan_hdr, resp_data) == 6 * 64, "shm ABI");
