@@ -7,6 +7,7 @@
 #include <check.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,9 @@ struct env {
 	const char *sock;
 };
 
-static void env_open(struct env *e, const char *prog, const char *mode)
+/* @idle_spin_ns: how long the agent polls before it sleeps (0: default) */
+static void env_open_spin(struct env *e, const char *prog, const char *mode,
+			  unsigned idle_spin_ns)
 {
 	struct pbus_bus_opts o = {0};
 	char *argv[] = {(char *)prog, (char *)"--mode", (char *)mode, NULL};
@@ -40,6 +43,7 @@ static void env_open(struct env *e, const char *prog, const char *mode)
 	e->sock = strdup(th_sock_path());
 	o.sock_path = e->sock;
 	o.max_payload = 256 * 1024;
+	o.agent_idle_spin_ns = idle_spin_ns;
 	ck_assert_int_eq(pbus_bus_open(&o, &e->bus), 0);
 	ck_assert_int_eq(pbus_bus_add_peer(e->bus, "p", NULL, 0, &e->peer), 0);
 	if (!mode)
@@ -48,6 +52,11 @@ static void env_open(struct env *e, const char *prog, const char *mode)
 	ck_assert_int_gt(e->pid, 0);
 	ck_assert_int_eq(pbus_peer_wait_up(e->peer, 5000), 0);
 	ck_assert_int_eq(pbus_lane_acquire(e->bus, &e->lane), 0);
+}
+
+static void env_open(struct env *e, const char *prog, const char *mode)
+{
+	env_open_spin(e, prog, mode, 0);
 }
 
 static void env_close(struct env *e)
@@ -651,6 +660,88 @@ START_TEST(idle_agent_uses_no_cpu)
 }
 END_TEST
 
+/* The CPUs @pid may run on, as /proc shows them ("0-1"), into @buf. */
+static void allowed_cpus(pid_t pid, char *buf, size_t n)
+{
+	char path[64], line[256];
+	FILE *f;
+
+	ck_assert_uint_ge(n, 64); /* the %63s below */
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	buf[0] = 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "Cpus_allowed_list: %63s", buf) == 1)
+			break;
+	fclose(f);
+	ck_assert_int_ne(buf[0], 0);
+}
+
+/*
+ * An agent spawned by its gateway whose calls come further apart than its
+ * poll pins itself to its caller's CPU (a wake-up there is a hand-over, not
+ * a halted CPU to wake), and lets go when calls come back to back. While it
+ * follows, it times one wait in eight (agent.c, TIME_EVERY): the samples it
+ * learns from must still bring it back well before it would re-learn from
+ * scratch (FAR_RELEARN, 1024 waits). The poll is 400 us here so that the
+ * back-to-back gaps stay far below an eighth of it on a slow (sanitised)
+ * build.
+ */
+START_TEST(agent_follows_a_sparse_caller_and_lets_go_when_calls_come_close)
+{
+	struct env e;
+	struct pbus_result r;
+	cpu_set_t mine, one;
+	char all[64], now[64], here[16], gw[16];
+	int cpu = -1, i;
+
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(mine), &mine), 0);
+	if (CPU_COUNT(&mine) < 2) {
+		printf("SKIP agent_follows_...: one CPU, nothing to follow\n");
+		return;
+	}
+	for (i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+		if (CPU_ISSET(i, &mine))
+			cpu = i;
+	snprintf(here, sizeof(here), "%d", cpu);
+	/* spawned as the supervisor spawns agents: it dies with us and
+	 * sleeps with no deadline (docs/supervision.md) */
+	snprintf(gw, sizeof(gw), "%d", (int)getpid());
+	setenv("PBUS_SPAWNED", "1", 1);
+	setenv("PBUS_GATEWAY_PID", gw, 1);
+	env_open_spin(&e, "pbus-passthrough", "pass", 400000);
+	unsetenv("PBUS_SPAWNED");
+	unsetenv("PBUS_GATEWAY_PID");
+	allowed_cpus(e.pid, all, sizeof(all));
+	ck_assert_str_ne(all, here);
+	/* the caller stays on one CPU (the agent follows only a caller that
+	 * does) */
+	CPU_ZERO(&one);
+	CPU_SET(cpu, &one);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(one), &one), 0);
+
+	for (i = 0; i < 40; i++) { /* 5 ms apart: far */
+		ck_assert_int_eq(call_str(&e, "x", 5000, &r), 0);
+		usleep(5000);
+	}
+	allowed_cpus(e.pid, now, sizeof(now));
+	ck_assert_str_eq(now, here);
+
+	for (i = 0; i < 900 && strcmp(now, all); i++) {
+		ck_assert_int_eq(call_str(&e, "x", 5000, &r), 0);
+		if (i % 8 == 7)
+			allowed_cpus(e.pid, now, sizeof(now));
+	}
+	ck_assert_msg(!strcmp(now, all),
+		      "still on CPU %s after %d calls back to back", now, i);
+	printf("agent let go of CPU %s after %d calls back to back\n", here,
+	       i);
+	ck_assert_int_eq(sched_setaffinity(0, sizeof(mine), &mine), 0);
+	env_close(&e);
+}
+END_TEST
+
 /* pbus_submit_many() queues what fits (the 256-slot ring takes 256 of
  * 600), commits each batch at once, and every answer comes back to its own
  * call; a batch with one bad call queues nothing. */
@@ -864,6 +955,7 @@ static Suite *bus_suite(void)
 	tcase_add_test(tc, call_times_out_and_late_answer_is_dropped);
 	tcase_add_test(tc, agent_death_fails_inflight_calls_at_once);
 	tcase_add_test(tc, idle_agent_uses_no_cpu);
+	tcase_add_test(tc, agent_follows_a_sparse_caller_and_lets_go_when_calls_come_close);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("hostile");
