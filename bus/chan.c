@@ -71,7 +71,7 @@ static inline void unlock(_Atomic uint32_t *l)
 
 /* Wake sleepers on @ev. The caller's publishing store must be ordered before
  * this (full fence), pairing with the sleeper's waiters increment. */
-static inline int ev_notify(struct pbus_event *ev)
+static inline PBUS_HOT int ev_notify(struct pbus_event *ev)
 {
 	if (__atomic_load_n(&ev->waiters, __ATOMIC_RELAXED)) {
 		__atomic_fetch_add(&ev->seq, 1, __ATOMIC_RELEASE);
@@ -83,7 +83,7 @@ static inline int ev_notify(struct pbus_event *ev)
 
 /* ---------------------------------------------------------------- refs */
 
-struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
+PBUS_HOT struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
 {
 	for (;;) {
 		struct pbus_chan *ch = atomic_load_explicit(
@@ -105,7 +105,7 @@ struct pbus_chan *pbus__chan_tryget(struct pbus_peer *p)
 	}
 }
 
-void pbus__chan_put(struct pbus_chan *ch)
+PBUS_HOT void pbus__chan_put(struct pbus_chan *ch)
 {
 	atomic_fetch_sub_explicit(&ch->refs, 1, memory_order_release);
 }
@@ -170,8 +170,9 @@ static void rej(struct pbus_chan *ch, _Atomic uint64_t *ctr)
 
 /* Handle one well-framed response. Drainer only. Returns 1 if it completed
  * an entry. */
-static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
-		    const uint8_t *body)
+static PBUS_HOT int complete(struct pbus_chan *ch,
+			     const struct pbus_resp_frame *f,
+			     const uint8_t *body)
 {
 	struct pbus_peer *p = ch->peer;
 	struct pbus_pending *e = &ch->pend[f->id & ch->req_mask];
@@ -225,7 +226,8 @@ static int complete(struct pbus_chan *ch, const struct pbus_resp_frame *f,
 	return 1;
 }
 
-static inline uint32_t frame_len_at(const struct pbus_chan *ch, uint64_t pos)
+static inline PBUS_HOT uint32_t frame_len_at(const struct pbus_chan *ch,
+					     uint64_t pos)
 {
 	return __atomic_load_n((const uint32_t *)(ch->resp +
 						  (pos & (ch->resp_size - 1))),
@@ -235,7 +237,8 @@ static inline uint32_t frame_len_at(const struct pbus_chan *ch, uint64_t pos)
 /* Drain committed frames, all of them, or (@stop not NULL) up to the one
  * that completes @stop. Caller holds cons_lock and a reference. Returns the
  * number of entries completed. */
-static unsigned drain(struct pbus_chan *ch, const struct pbus_pending *stop)
+static PBUS_HOT unsigned drain(struct pbus_chan *ch,
+			       const struct pbus_pending *stop)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint64_t head = atomic_load_explicit(&ch->resp_head,
@@ -307,8 +310,8 @@ static unsigned drain(struct pbus_chan *ch, const struct pbus_pending *stop)
 	return done;
 }
 
-static inline unsigned try_drain(struct pbus_chan *ch,
-				 const struct pbus_pending *stop)
+static inline PBUS_HOT unsigned try_drain(struct pbus_chan *ch,
+					  const struct pbus_pending *stop)
 {
 	unsigned n;
 
@@ -331,7 +334,7 @@ static inline unsigned try_drain(struct pbus_chan *ch,
  */
 enum { WAKE_SLEEP = 0, WAKE_SPIN = 1 };
 
-static uint8_t wake_choose(struct pbus_chan *ch)
+static PBUS_HOT uint8_t wake_choose(struct pbus_chan *ch)
 {
 	uint32_t n = atomic_fetch_add_explicit(&ch->wake_n, 1,
 					       memory_order_relaxed);
@@ -346,7 +349,8 @@ static uint8_t wake_choose(struct pbus_chan *ch)
 	return (n & 127) == 127 ? !best : best;
 }
 
-static void wake_learn(struct pbus_chan *ch, uint8_t strategy, uint64_t lat)
+static PBUS_HOT void wake_learn(struct pbus_chan *ch, uint8_t strategy,
+				uint64_t lat)
 {
 	_Atomic uint32_t *w = &ch->wake_ns[strategy];
 	uint32_t old = atomic_load_explicit(w, memory_order_relaxed);
@@ -390,9 +394,10 @@ static void reclaim(struct pbus_chan *ch, struct pbus_pending *e, uint64_t now)
  * bounds-checked against the arena by check_args(); the copy in the lane
  * stays the one the gateway uses.
  */
-static size_t desc_build(const struct pbus_chan *ch,
-			 const struct pbus_call_args *a, uint64_t timeout,
-			 uint32_t cpu, struct pbus_req_desc *d)
+static PBUS_HOT size_t desc_build(const struct pbus_chan *ch,
+				  const struct pbus_call_args *a,
+				  uint64_t timeout, uint32_t cpu,
+				  struct pbus_req_desc *d)
 {
 	const uint8_t *base = ch->peer->bus->arena.base;
 	uint64_t total = (uint64_t)a->payload.len + a->gctx.len + a->lctx.len;
@@ -515,7 +520,7 @@ static inline int agent_polls_elsewhere(const struct pbus_chan_hdr *h,
  * prod_lock): each needs a free pending entry and a ring slot the agent has
  * released. -EPROTO when the agent's published head makes no sense.
  */
-static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
+static PBUS_HOT int room(struct pbus_chan *ch, uint64_t id, unsigned want)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	unsigned k;
@@ -549,9 +554,10 @@ static int room(struct pbus_chan *ch, uint64_t id, unsigned want)
  * inline flag. The descriptor is built aside and stored in few wide writes:
  * the agent polls this very line, and each store it interleaves with costs
  * a cache-line round trip. */
-static unsigned desc_write(struct pbus_chan *ch, uint64_t id,
-			   const struct pbus_call_args *a, uint64_t timeout,
-			   uint32_t cpu, unsigned *lines)
+static PBUS_HOT unsigned desc_write(struct pbus_chan *ch, uint64_t id,
+				    const struct pbus_call_args *a,
+				    uint64_t timeout, uint32_t cpu,
+				    unsigned *lines)
 {
 	struct pbus_req_desc ld, *d = &ch->req[id & ch->req_mask];
 
@@ -589,8 +595,9 @@ static uint64_t call_timeout(const struct pbus_call_args *a)
  * the commit. Only a full ring or pending table (the slow path) reads it
  * earlier, and then the deadline counts from there.
  */
-static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
-		    const struct pbus_call_args *a, unsigned n, uint64_t *idp)
+static PBUS_HOT int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
+			     const struct pbus_call_args *a, unsigned n,
+			     uint64_t *idp)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint64_t id, t_full = 0, seen_head, now, deadline = UINT64_MAX;
@@ -730,8 +737,9 @@ static int submit_n(struct pbus_chan *ch, struct pbus_lane *l,
 enum { WAIT_SLEEP = 0, WAIT_SPIN = 1, WAIT_YIELD = 2 };
 
 /* How to wait for @e's answer for now: one of WAIT_*. */
-static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
-			      uint64_t spun_ns, int mycpu)
+static inline PBUS_HOT int should_spin(struct pbus_chan *ch,
+				       struct pbus_pending *e, uint64_t spun_ns,
+				       int mycpu)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint32_t st;
@@ -753,8 +761,8 @@ static inline int should_spin(struct pbus_chan *ch, struct pbus_pending *e,
 	return WAIT_SPIN;
 }
 
-static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
-		     uint64_t until)
+static PBUS_HOT void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
+			      uint64_t until)
 {
 	struct pbus_chan_hdr *h = ch->hdr;
 	uint32_t seq = __atomic_load_n(&h->resp_data.seq, __ATOMIC_ACQUIRE);
@@ -775,8 +783,8 @@ static void sleep_on(struct pbus_chan *ch, struct pbus_pending *e,
 	__atomic_fetch_sub(&h->resp_data.waiters, 1, __ATOMIC_RELAXED);
 }
 
-static int finish(struct pbus_chan *ch, struct pbus_pending *e,
-		  struct pbus_result *r, uint64_t now)
+static PBUS_HOT int finish(struct pbus_chan *ch, struct pbus_pending *e,
+			   struct pbus_result *r, uint64_t now)
 {
 	struct pbus_bus *b = ch->peer->bus;
 	uint32_t lat = (uint32_t)(now - e->t_submit < UINT32_MAX
@@ -819,8 +827,8 @@ static void fail_result(struct pbus_result *r, int status)
  * for the answer to @id. The wait is counted from the first clock read, at
  * most 16 polls in: an answer that is already there costs no clock read.
  */
-static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
-		   struct pbus_result *r)
+static PBUS_HOT int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
+			    struct pbus_result *r)
 {
 	struct pbus_pending *e = &ch->pend[id & ch->req_mask];
 	uint64_t start = 0, now = 0, until = UINT64_MAX;
@@ -912,7 +920,8 @@ static int collect(struct pbus_chan *ch, uint64_t id, uint64_t wait_ns,
 
 /* ---------------------------------------------------------------- API */
 
-static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
+static PBUS_HOT int check_args(struct pbus_peer *p,
+			       const struct pbus_call_args *a)
 {
 	struct pbus_bus *b = p->bus;
 	uint64_t asz = b->arena.size;
@@ -929,22 +938,22 @@ static int check_args(struct pbus_peer *p, const struct pbus_call_args *a)
 	return 0;
 }
 
-static uint64_t make_ticket(uint32_t epoch, uint64_t id)
+static PBUS_HOT uint64_t make_ticket(uint32_t epoch, uint64_t id)
 {
 	return ((uint64_t)epoch << 40) | (id & ((1ull << 40) - 1));
 }
 
-int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
-		const struct pbus_call_args *a, uint64_t *ticket)
+PBUS_HOT int pbus_submit(struct pbus_peer *p, struct pbus_lane *l,
+			 const struct pbus_call_args *a, uint64_t *ticket)
 {
 	int ret = pbus_submit_many(p, l, a, 1, ticket);
 
 	return ret < 0 ? ret : 0;
 }
 
-int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
-		     const struct pbus_call_args *a, unsigned n,
-		     uint64_t *tickets)
+PBUS_HOT int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
+			      const struct pbus_call_args *a, unsigned n,
+			      uint64_t *tickets)
 {
 	uint64_t id;
 	struct pbus_chan *ch;
@@ -972,8 +981,8 @@ int pbus_submit_many(struct pbus_peer *p, struct pbus_lane *l,
 	return ret;
 }
 
-int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
-		 struct pbus_result *r)
+PBUS_HOT int pbus_collect(struct pbus_peer *p, uint64_t ticket,
+			  uint64_t wait_ns, struct pbus_result *r)
 {
 	struct pbus_chan *ch = chan_by_epoch(p, (uint32_t)(ticket >> 40));
 	uint64_t low = ticket & ((1ull << 40) - 1), id, next;
@@ -993,8 +1002,8 @@ int pbus_collect(struct pbus_peer *p, uint64_t ticket, uint64_t wait_ns,
 	return ret;
 }
 
-int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
-		const struct pbus_call_args *a, struct pbus_result *r)
+PBUS_HOT int pbus_invoke(struct pbus_peer *p, struct pbus_lane *l,
+			 const struct pbus_call_args *a, struct pbus_result *r)
 {
 	uint64_t id;
 	struct pbus_chan *ch;
