@@ -16,17 +16,17 @@
 set -eu
 
 usage() {
-	echo "usage: $0 REV_A REV_B [ROUNDS]" >&2
-	echo "Runs pbus-bench --only core --quick for two revisions in turns" >&2
-	echo "and prints per row the median p50 and p50 ratio over futex." >&2
-	exit 2
+	echo "usage: $0 REV_A REV_B [ROUNDS]"
+	echo "Runs pbus-bench --only core --quick for two revisions in turns"
+	echo "(A B B A, ROUNDS times, default 5) and prints per row the median"
+	echo "p50 and p50 ratio over the futex ping-pong for each."
 }
-case "${1:-}" in -h | --help) usage ;; esac
-[ $# -ge 2 ] || usage
+case "${1:-}" in -h | --help) usage; exit 0 ;; esac
+[ $# -ge 2 ] || { usage >&2; exit 2; }
 rev_a=$1
 rev_b=$2
 rounds=${3:-5}
-case "$rounds" in '' | *[!0-9]*) usage ;; esac
+case "$rounds" in '' | *[!0-9]* | 0) usage >&2; exit 2 ;; esac
 
 top=$(git rev-parse --show-toplevel)
 dir=${TMPDIR:-/tmp}/pbus-ab-$$
