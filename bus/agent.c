@@ -115,7 +115,6 @@ struct pbus_agent {
 	uint64_t gap_ewma;      /* idle time between requests, learned */
 	uint64_t handled;       /* published to the header when idle */
 	int mycpu;
-	int cpu_fresh;          /* mycpu was just read (wait_request()) */
 
 	uint8_t *last_frame;    /* the last frame committed */
 	uint8_t *ovf;           /* overflow body buffer */
@@ -1002,9 +1001,9 @@ static PBUS_HOT int serve_batch(struct pbus_agent *a)
 	if (ring_empty(a))
 		return 0;
 	/* where we run now (the scheduler may have moved us while we
-	 * polled): callers and our demote decisions compare it with theirs */
-	cpu = a->cpu_fresh ? a->mycpu : sched_getcpu();
-	a->cpu_fresh = 0;
+	 * polled; pinned by place(), we know): callers and our demote
+	 * decisions compare it with theirs */
+	cpu = a->follow_cpu >= 0 ? a->follow_cpu : sched_getcpu();
 	if (cpu != a->mycpu) {
 		a->mycpu = cpu;
 		__atomic_store_n(&a->hdr->agent_cpu, (uint32_t)cpu,
@@ -1266,7 +1265,6 @@ static PBUS_HOT int wait_request(struct pbus_agent *a, uint64_t until)
 		__atomic_store_n(&h->req_data.waiters, 0, __ATOMIC_RELAXED);
 		/* pinned (place()), we know where we run */
 		a->mycpu = a->follow_cpu >= 0 ? a->follow_cpu : sched_getcpu();
-		a->cpu_fresh = 1; /* serve_batch() need not look again */
 		__atomic_store_n(&h->agent_cpu, (uint32_t)a->mycpu,
 				 __ATOMIC_RELAXED);
 		__atomic_store_n(&h->agent_state, PBUS_PEER_RUNNING,
